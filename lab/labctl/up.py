@@ -1,0 +1,328 @@
+"""`lab/up`: from nothing (or a stopped lab) to a ready cloud, printing progress per step."""
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+
+from . import configs, install, procs
+from .procs import LabError
+from .settings import FILES
+
+RABBIT_BIN = "/usr/lib/rabbitmq/bin"
+INITIATOR_FILE = "/etc/iscsi/initiatorname.iscsi"
+API_SERVICES = [  # name, labwsgi factory, port key
+    ("keystone", "keystone", "keystone"),
+    ("placement", "placement", "placement"),
+    ("nova-api", "nova", "nova-api"),
+    ("cinder-api", "cinder", "cinder-api"),
+    ("neutron-standin", "neutron", "neutron-standin"),
+]
+
+
+class Step:
+    """Prints `[  t s] what ... done (x s)` so a slow step is visible while it runs."""
+
+    def __init__(self, t0):
+        self.t0 = t0
+
+    def __call__(self, what):
+        return _StepCtx(self.t0, what)
+
+
+class _StepCtx:
+    def __init__(self, t0, what):
+        self.t0, self.what = t0, what
+
+    def __enter__(self):
+        self.start = time.monotonic()
+        print("[%5.1fs] %s ..." % (self.start - self.t0, self.what), flush=True)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            print("[%5.1fs]   done: %s (%.1f s)" % (
+                time.monotonic() - self.t0, self.what, time.monotonic() - self.start), flush=True)
+
+
+def check_ports(s):
+    """Refuse to start over a port in use; name it and the setting that moves it."""
+    busy = [(addr, port, what, var) for addr, port, what, var in s.listeners()
+            if not procs.port_free(addr, port)]
+    if busy:
+        lines = ["  %s:%d (%s) is in use; set %s=<free port> to move it" % b for b in busy]
+        raise LabError("ports the lab needs are taken by another process:\n" + "\n".join(lines)
+                       + "\n  (if that is this lab from an earlier run, `lab/down` first)")
+
+
+def up(s):
+    t0 = time.monotonic()
+    step = Step(t0)
+    from .status import running_services, ready
+    if running_services(s):
+        if ready(s, quiet=True):
+            print("lab already up and ready (%s); `lab/down` to stop it" % s.lab_dir)
+            return 0
+        print("lab partly running: stopping it first")
+        from .down import down
+        down(s)
+    check_ports(s)
+    s.lab_dir.mkdir(parents=True, exist_ok=True)
+    with step("install what is missing"):
+        install.ensure_apt(print)
+        install.ensure_venv(s, print)
+    with step("wipe state and write configuration"):
+        for d in ("data", "run", "logs", "state", "rabbit", "etc", "hosts", "ssh"):
+            shutil.rmtree(str(s.path(d)), ignore_errors=True)
+        for d in (s.data / "nova" / "instances", s.data / "cinder", s.run, s.logs,
+                  s.state / "domains", s.state / "refuse-detach", s.path("rabbit")):
+            d.mkdir(parents=True, exist_ok=True)
+        configs.write_all(s)
+        configs.write_lab_json(s)
+        _host_bins(s)
+        _initiator(s)
+    with step("start RabbitMQ; database set-up in parallel"):
+        _start_rabbit(s)
+        _parallel([lambda: _keystone_db(s), lambda: _placement_db(s),
+                   lambda: _nova_db(s), lambda: _cinder_db(s)])
+        _wait_rabbit(s)
+    with step("Keystone up and seeded"):
+        _start_api(s, "keystone", "keystone")
+        _wait_http(s, "keystone", 60)
+        procs.run(s, [s.bin("python"), str(FILES / "seed.py"), "keystone",
+                      str(s.path("lab.json")), str(s.path("secrets.json"))],
+                  "seeding Keystone", timeout=120, extra_env=_os_env(s))
+    with step("start Placement, Nova and Cinder services"):
+        for name, factory, _port in API_SERVICES[1:]:
+            _start_api(s, name, factory)
+        nova_conf = ["--config-file", str(s.etc / "nova" / "nova.conf")]
+        cinder_conf = ["--config-file", str(s.etc / "cinder" / "cinder.conf")]
+        for name in ("nova-conductor", "nova-scheduler"):
+            procs.start(s, name, [s.bin(name)] + nova_conf)
+        for name in ("cinder-scheduler", "cinder-volume"):
+            procs.start(s, name, [s.bin(name)] + cinder_conf)
+        for name, _f, _p in API_SERVICES[1:]:
+            _wait_http(s, name, 90)
+    with step("start sshd for the hypervisor and controller hosts"):
+        _start_sshd(s)
+    with step("nova-compute once the conductor consumes its queue"):
+        procs.wait_for("a consumer on RabbitMQ queue 'conductor'",
+                       lambda: _queue_has_consumer(s, "conductor"), 90,
+                       interval=0.5, proc_name="nova-conductor", settings=s)
+        procs.start(s, "nova-compute", [s.bin("nova-compute"),
+                                        "--config-file", str(s.etc / "nova" / "nova.conf")])
+    with step("compute and volume services up; map the compute host"):
+        procs.run(s, [s.bin("python"), str(FILES / "seed.py"), "compute",
+                      str(s.path("lab.json")), str(s.path("secrets.json"))],
+                  "seeding Nova", timeout=120, extra_env=_os_env(s))
+        procs.wait_for("nova-compute to report up", lambda: _service_up(s, "compute"), 120,
+                       interval=0.5, proc_name="nova-compute", settings=s)
+        procs.run(s, [s.bin("nova-manage"), "--config-file", str(s.etc / "nova" / "nova.conf"),
+                      "cell_v2", "discover_hosts"], "nova-manage cell_v2 discover_hosts")
+        procs.wait_for("cinder-volume to report up", lambda: _service_up(s, "volume"), 90,
+                       interval=0.5, proc_name="cinder-volume", settings=s)
+    with step("readiness check"):
+        procs.wait_for("every readiness check to pass", lambda: ready(s, quiet=True), 60,
+                       interval=1)
+    print("READY in %.1f s. Lab dir %s; `lab/env` prints the environment; `lab/status`; "
+          "`lab/down`." % (time.monotonic() - t0, s.lab_dir))
+    return 0
+
+
+def _os_env(s):
+    return {"OS_CLIENT_CONFIG_FILE": str(s.path("clouds.yaml"))}
+
+
+def _parallel(funcs):
+    errors = []
+
+    def wrap(fn):
+        try:
+            fn()
+        except Exception as exc:  # reported below, after every branch finished
+            errors.append(exc)
+    threads = [threading.Thread(target=wrap, args=(fn,)) for fn in funcs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _keystone_db(s):
+    conf = ["--config-file", str(s.etc / "keystone" / "keystone.conf")]
+    km = s.bin("keystone-manage")
+    procs.run(s, [km] + conf + ["db_sync"], "keystone-manage db_sync")
+    for cmd in ("fernet_setup", "credential_setup"):
+        procs.run(s, [km] + conf + [cmd, "--keystone-user", "root", "--keystone-group", "root"],
+                  "keystone-manage " + cmd)
+    url = s.keystone_url + "/"
+    pw = configs.passwords(s)
+    # The password goes by environment, never on a command line.
+    procs.run(s, [km] + conf + ["bootstrap", "--bootstrap-admin-url", url,
+                                "--bootstrap-internal-url", url, "--bootstrap-public-url", url,
+                                "--bootstrap-region-id", configs.REGION],
+              "keystone-manage bootstrap", extra_env={"OS_BOOTSTRAP_PASSWORD": pw["admin"]})
+
+
+def _placement_db(s):
+    procs.run(s, [s.bin("placement-manage"), "--config-file",
+                  str(s.etc / "placement" / "placement.conf"), "db", "sync"],
+              "placement-manage db sync")
+
+
+def _nova_db(s):
+    nm = [s.bin("nova-manage"), "--config-file", str(s.etc / "nova" / "nova.conf")]
+    procs.run(s, nm + ["api_db", "sync"], "nova-manage api_db sync")
+    procs.run(s, nm + ["cell_v2", "map_cell0", "--database_connection",
+                       "sqlite:///%s" % (s.data / "nova_cell0.db")], "nova-manage map_cell0")
+    procs.run(s, nm + ["cell_v2", "create_cell", "--name", "cell1"], "nova-manage create_cell")
+    procs.run(s, nm + ["db", "sync"], "nova-manage db sync")
+
+
+def _cinder_db(s):
+    procs.run(s, [s.bin("cinder-manage"), "--config-file", str(s.etc / "cinder" / "cinder.conf"),
+                  "db", "sync"], "cinder-manage db sync")
+
+
+def rabbitmqctl(s, *args, timeout=30):
+    env = dict(procs.lab_env(s), **configs.rabbit_env(s))
+    return subprocess.run([RABBIT_BIN + "/rabbitmqctl"] + list(args), capture_output=True,
+                          text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _start_rabbit(s):
+    for d in ("mnesia", "log"):
+        s.path("rabbit", d).mkdir(parents=True, exist_ok=True)
+    procs.start(s, "rabbitmq", [RABBIT_BIN + "/rabbitmq-server"], extra_env=configs.rabbit_env(s))
+
+
+def _wait_rabbit(s):
+    def started():
+        try:
+            return rabbitmqctl(s, "await_startup", "--timeout", "5", timeout=15).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+    procs.wait_for("RabbitMQ to start", started, 90, interval=0.5, proc_name="rabbitmq",
+                   settings=s)
+
+
+def _queue_has_consumer(s, queue):
+    out = rabbitmqctl(s, "list_queues", "name", "consumers", "--quiet").stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue and parts[1].isdigit() and int(parts[1]) > 0:
+            return True
+    return False
+
+
+def _start_api(s, name, factory):
+    port = s.ports[name]
+    procs.start(s, name, [s.bin("gunicorn"), "--bind", "%s:%d" % (s.ip, port),
+                          "--workers", "1", "--threads", "8",
+                          # longer than openstacksdk's 2 s polling, or it races dropped sockets
+                          "--keep-alive", "75", "--timeout", "120",
+                          "--control-socket", str(s.run / ("%s.ctl" % name)),
+                          "--chdir", str(FILES), "labwsgi:app(%r)" % factory])
+
+
+def _wait_http(s, name, timeout):
+    def answers():
+        try:
+            with urllib.request.urlopen(s.url(name, "/"), timeout=3) as resp:
+                return resp.status < 500
+        except urllib.error.HTTPError as exc:
+            return exc.code < 500
+        except OSError:
+            return False
+    procs.wait_for("%s to answer HTTP on port %d" % (name, s.ports[name]), answers, timeout,
+                   interval=0.3, proc_name=name, settings=s)
+
+
+def _service_up(s, kind):
+    script = ("import openstack,sys\n"
+              "c=openstack.connect(cloud='lab-admin')\n"
+              "svcs=list(c.compute.services()) if sys.argv[1]=='compute' else "
+              "list(c.block_storage.services())\n"
+              "want='nova-compute' if sys.argv[1]=='compute' else 'cinder-volume'\n"
+              "ok=[x for x in svcs if x.binary==want and x.state=='up' and x.status=='enabled']\n"
+              "sys.exit(0 if ok else 1)\n")
+    proc = procs.run(s, [s.bin("python"), "-c", script, kind], "service check", timeout=60,
+                     extra_env=_os_env(s), check=False)
+    return proc.returncode == 0
+
+
+def _host_bins(s):
+    """Each SSH host's PATH: nova-manage with that node's configuration; virsh on the hypervisor."""
+    nova_conf = s.etc / "nova" / "nova.conf"
+    roles = {"hypervisor": [nova_conf],
+             "controller": [nova_conf, s.etc / "nova" / "controller.conf"]}
+    for role, confs in roles.items():
+        bindir = s.path("hosts", role, "bin")
+        bindir.mkdir(parents=True, exist_ok=True)
+        conf_args = " ".join("--config-file %s" % c for c in confs)
+        _script(bindir / "nova-manage", """#!/bin/bash
+# Lab host '%(role)s': the real nova-manage with this node's configuration.
+before=" $(pgrep -f 'privsep-helper --config-file %(conf)s' | tr '\\n' ' ') "
+%(bin)s %(conf_args)s "$@"
+rc=$?
+# os-brick's privsep daemon outlives nova-manage (parent 1): reap the ones this call started.
+for pid in $(pgrep -f 'privsep-helper --config-file %(conf)s'); do
+  [[ "$before" == *" $pid "* ]] || kill "$pid" 2>/dev/null
+done
+exit $rc
+""" % {"role": role, "conf": nova_conf, "bin": s.bin("nova-manage"), "conf_args": conf_args})
+    _script(s.path("hosts", "hypervisor", "bin", "virsh"), """#!/bin/bash
+# Lab hypervisor: the stand-in for libvirt's virsh (see %(src)s).
+LAB_DIR=%(lab)s exec %(py)s %(src)s "$@"
+""" % {"lab": s.lab_dir, "py": s.bin("python"), "src": FILES / "virsh.py"})
+
+
+def _script(path, text):
+    path.write_text(text)
+    os.chmod(str(path), 0o755)
+
+
+def _initiator(s):
+    """os-brick reads this fixed path for the iSCSI initiator; create it only if absent."""
+    record = s.path("created-outside.json")
+    created = json.loads(record.read_text()) if record.exists() else []
+    if not os.path.exists(INITIATOR_FILE):
+        os.makedirs(os.path.dirname(INITIATOR_FILE), exist_ok=True)
+        with open(INITIATOR_FILE, "w") as f:
+            f.write("InitiatorName=iqn.2005-03.org.open-iscsi:%s\n" % s.compute_host)
+        created.append(INITIATOR_FILE)
+        print("  created %s (removed again by lab/down)" % INITIATOR_FILE)
+    record.write_text(json.dumps(sorted(set(created))))
+
+
+def _start_sshd(s):
+    ssh = s.path("ssh")
+    ssh.mkdir(parents=True, exist_ok=True)
+    key = ssh / "client_key"
+    procs.run(s, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lab-client",
+                  "-f", str(key)], "ssh-keygen (client)")
+    shutil.copy(str(key) + ".pub", str(ssh / "authorized_keys"))
+    if not os.path.isdir("/run/sshd"):  # sshd's privilege-separation directory
+        os.makedirs("/run/sshd", mode=0o755)
+        record = s.path("created-outside.json")
+        created = json.loads(record.read_text()) if record.exists() else []
+        record.write_text(json.dumps(sorted(set(created + ["/run/sshd"]))))
+    known = []
+    for role, address in (("hypervisor", s.hypervisor_ip), ("controller", s.controller_ip)):
+        (ssh / role).mkdir(exist_ok=True)
+        hostkey = ssh / role / "ssh_host_ed25519_key"
+        procs.run(s, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lab-" + role,
+                      "-f", str(hostkey)], "ssh-keygen (%s host key)" % role)
+        pub = (ssh / role / "ssh_host_ed25519_key.pub").read_text().split()
+        known.append("[%s]:%d %s %s" % (address, s.ports["ssh"], pub[0], pub[1]))
+        conf = configs.sshd_config(s, role, address)
+        procs.start(s, "sshd-" + role, ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)])
+    (ssh / "known_hosts").write_text("\n".join(known) + "\n")
+    for role, address in (("hypervisor", s.hypervisor_ip), ("controller", s.controller_ip)):
+        procs.wait_for("sshd (%s) on %s:%d" % (role, address, s.ports["ssh"]),
+                       lambda a=address: procs.port_open(a, s.ports["ssh"]), 15,
+                       interval=0.1, proc_name="sshd-" + role, settings=s)
+
