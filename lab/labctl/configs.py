@@ -185,6 +185,7 @@ def sshd_config(s, role, address):
         "AuthorizedKeysFile %s" % (ssh / "authorized_keys"),
         "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
         "PermitRootLogin prohibit-password", "StrictModes no",
+        "Subsystem sftp internal-sftp",  # scp and paramiko SFTP uploads
         # Sessions look like a login on that host: its own PATH (nova-manage, virsh) and the
         # lab's marker so `down` can reap what they leave behind (privsep helpers).
         "SetEnv PATH=%s LAB_OWNER=%s LAB_DIR=%s LAB_ROLE=%s" % (

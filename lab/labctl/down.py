@@ -10,12 +10,12 @@ from .status import SERVICES
 
 def down(s):
     t0 = time.monotonic()
-    # nova-compute first: with RabbitMQ gone it may never exit on SIGTERM.
-    order = ["nova-compute"] + [n for n in SERVICES if n not in ("nova-compute", "rabbitmq")]
-    for name in order:
-        if procs.alive(procs.read_pid(s, name)):
-            print("  stopping %s" % name, flush=True)
-            procs.stop_service(s, name, grace=10)
+    # Everything but RabbitMQ first, together: nova-compute may never exit on SIGTERM once
+    # RabbitMQ is gone.
+    names = [n for n in SERVICES if n != "rabbitmq" and procs.alive(procs.read_pid(s, n))]
+    if names:
+        print("  stopping %s" % ", ".join(names), flush=True)
+        procs.stop_services(s, names, grace=10)
     if procs.alive(procs.read_pid(s, "rabbitmq")):
         print("  stopping rabbitmq", flush=True)
         from .up import rabbitmqctl

@@ -93,13 +93,21 @@ def _signal(pid, sig):
         pass
 
 
+def stop_services(settings, names, grace=10.0, log=print):
+    """Stop services by their PID files, together: each one's whole process group (gunicorn
+    workers included), SIGTERM then a shared bounded wait, then SIGKILL."""
+    pids = []
+    for name in names:
+        pid = read_pid(settings, name)
+        if pid and alive(pid):
+            pids.extend(_group_members(pid) or [pid])
+    terminate(pids, grace=grace, log=log)
+    for name in names:
+        (settings.run / ("%s.pid" % name)).unlink(missing_ok=True)
+
+
 def stop_service(settings, name, grace=10.0, log=print):
-    """Stop one service by its PID file: its whole process group (gunicorn workers included)."""
-    pid = read_pid(settings, name)
-    if pid and alive(pid):
-        group = [p for p in _group_members(pid)] or [pid]
-        terminate(group, grace=grace, log=log)
-    (settings.run / ("%s.pid" % name)).unlink(missing_ok=True)
+    stop_services(settings, [name], grace=grace, log=log)
 
 
 def _group_members(pgid):
@@ -130,6 +138,8 @@ def port_free(address, port):
     if port_open(address, port, timeout=0.3):
         return False
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # as servers bind: connections of an earlier run in TIME_WAIT do not make the port busy
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((address, port))
         return True

@@ -96,12 +96,8 @@ def up(s):
     with step("start Placement, Nova and Cinder services"):
         for name, factory, _port in API_SERVICES[1:]:
             _start_api(s, name, factory)
-        nova_conf = ["--config-file", str(s.etc / "nova" / "nova.conf")]
-        cinder_conf = ["--config-file", str(s.etc / "cinder" / "cinder.conf")]
-        for name in ("nova-conductor", "nova-scheduler"):
-            procs.start(s, name, [s.bin(name)] + nova_conf)
-        for name in ("cinder-scheduler", "cinder-volume"):
-            procs.start(s, name, [s.bin(name)] + cinder_conf)
+        for name in ("nova-conductor", "nova-scheduler", "cinder-scheduler", "cinder-volume"):
+            start_daemon(s, name)
         for name, _f, _p in API_SERVICES[1:]:
             _wait_http(s, name, 90)
     with step("start sshd for the hypervisor and controller hosts"):
@@ -110,24 +106,35 @@ def up(s):
         procs.wait_for("a consumer on RabbitMQ queue 'conductor'",
                        lambda: _queue_has_consumer(s, "conductor"), 90,
                        interval=0.5, proc_name="nova-conductor", settings=s)
-        procs.start(s, "nova-compute", [s.bin("nova-compute"),
-                                        "--config-file", str(s.etc / "nova" / "nova.conf")])
+        start_daemon(s, "nova-compute")
     with step("compute and volume services up; map the compute host"):
         procs.run(s, [s.bin("python"), str(FILES / "seed.py"), "compute",
                       str(s.path("lab.json")), str(s.path("secrets.json"))],
                   "seeding Nova", timeout=120, extra_env=_os_env(s))
-        procs.wait_for("nova-compute to report up", lambda: _service_up(s, "compute"), 120,
-                       interval=0.5, proc_name="nova-compute", settings=s)
+        wait_service_up(s, "compute", 120)
         procs.run(s, [s.bin("nova-manage"), "--config-file", str(s.etc / "nova" / "nova.conf"),
                       "cell_v2", "discover_hosts"], "nova-manage cell_v2 discover_hosts")
-        procs.wait_for("cinder-volume to report up", lambda: _service_up(s, "volume"), 90,
-                       interval=0.5, proc_name="cinder-volume", settings=s)
+        wait_service_up(s, "volume", 90)
     with step("readiness check"):
         procs.wait_for("every readiness check to pass", lambda: ready(s, quiet=True), 60,
                        interval=1)
     print("READY in %.1f s. Lab dir %s; `lab/env` prints the environment; `lab/status`; "
           "`lab/down`." % (time.monotonic() - t0, s.lab_dir))
     return 0
+
+
+def start_daemon(s, name):
+    """Start one of the lab's (non-HTTP) OpenStack services with its configuration."""
+    project = name.split("-")[0]
+    procs.start(s, name, [s.bin(name), "--config-file",
+                          str(s.etc / project / ("%s.conf" % project))])
+
+
+def wait_service_up(s, kind, timeout=90):
+    """kind: 'compute' (nova-compute) or 'volume' (cinder-volume)."""
+    name = "nova-compute" if kind == "compute" else "cinder-volume"
+    procs.wait_for("%s to report up" % name, lambda: _service_up(s, kind), timeout,
+                   interval=0.5, proc_name=name, settings=s)
 
 
 def _os_env(s):
