@@ -126,15 +126,18 @@ def action_done(conn, server_id, action, after_request_ids=()):
     return None
 
 
-def ssh(lab, host, command, timeout=60):
+def ssh(lab, host, command, timeout=60, stdin_text=None):
     """Run a command on a lab host over real SSH, verifying its host key."""
     s = lab["ssh"]
     argv = ["ssh", "-i", s["key_file"], "-p", str(s["port"]),
             "-o", "UserKnownHostsFile=%s" % s["known_hosts_file"],
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
             "-o", "ConnectTimeout=10", "-l", s["user"], s["hosts"][host], command]
+    if stdin_text is None:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          input=stdin_text)
 
 
 def domain_disks(lab, conn, server_id, inactive=False):

@@ -20,6 +20,12 @@ def passwords(s):
     return pw
 
 
+def sqlite_url(s, name):
+    # SQLite for every database. Writers from several services meet on one file: wait for the
+    # lock (30 s, not pysqlite's 5 s); WAL (set after db sync) lets readers not block writers.
+    return "sqlite:///%s?timeout=30" % (s.data / ("%s.db" % name))
+
+
 def _ini(sections):
     out = []
     for section, options in sections.items():
@@ -67,7 +73,7 @@ def _keystone(s):
     d = s.etc / "keystone"
     _write(d / "keystone.conf", _ini({
         "DEFAULT": {"log_file": ""},
-        "database": {"connection": "sqlite:///%s" % (s.data / "keystone.db")},
+        "database": {"connection": sqlite_url(s, "keystone")},
         "fernet_tokens": {"key_repository": str(d / "fernet-keys")},
         "credential": {"key_repository": str(d / "credential-keys")},
         "token": {"provider": "fernet"},
@@ -76,7 +82,7 @@ def _keystone(s):
 
 def _placement(s, pw):
     _write(s.etc / "placement" / "placement.conf", _ini({
-        "placement_database": {"connection": "sqlite:///%s" % (s.data / "placement.db")},
+        "placement_database": {"connection": sqlite_url(s, "placement")},
         "api": {"auth_strategy": "keystone"},
         "keystone_authtoken": _authtoken(s, "placement", pw),
     }), 0o600)
@@ -92,11 +98,12 @@ def _nova(s, pw):
             "instances_path": str(nova_state / "instances"),
             "compute_driver": "labdriver.LabDriver", "transport_url": s.transport_url,
             "heal_instance_info_cache_interval": "-1",
+            "debug": "true",  # the lab is for finding out what happened
         },
         "api": {"auth_strategy": "keystone"},
         "wsgi": {"api_paste_config": str(d / "api-paste.ini")},
-        "api_database": {"connection": "sqlite:///%s" % (s.data / "nova_api.db")},
-        "database": {"connection": "sqlite:///%s" % (s.data / "nova.db")},
+        "api_database": {"connection": sqlite_url(s, "nova_api")},
+        "database": {"connection": sqlite_url(s, "nova")},
         "keystone_authtoken": _authtoken(s, "nova", pw),
         "placement": _auth(s, "nova", pw),
         "neutron": _auth(s, "nova", pw),
@@ -136,7 +143,7 @@ def _cinder(s, pw):
             "quota_volumes": "-1", "quota_gigabytes": "-1", "quota_snapshots": "-1",
             "quota_backups": "-1", "quota_backup_gigabytes": "-1",
         },
-        "database": {"connection": "sqlite:///%s" % (s.data / "cinder.db")},
+        "database": {"connection": sqlite_url(s, "cinder")},
         "keystone_authtoken": _authtoken(s, "cinder", pw),
         "nova": _auth(s, "cinder", pw, {"interface": "public"}),
         "oslo_concurrency": {"lock_path": str(cinder_state / "locks")},

@@ -72,10 +72,15 @@ def ensure_venv(s, log):
 
 
 def _link_driver(s):
-    # nova 34 imports 'nova.virt.' + compute_driver: the lab driver must live in that package.
+    """Lab modules the venv's Pythons load from the repo (symlinks, so edits take effect)."""
     site = next((s.venv / "lib").glob("python3*/site-packages"))
-    target = site / "nova" / "virt" / "labdriver.py"
-    source = FILES / "labdriver.py"
+    # nova 34 imports 'nova.virt.' + compute_driver: the lab driver must live in that package.
+    _symlink(site / "nova" / "virt" / "labdriver.py", FILES / "labdriver.py")
+    _symlink(site / "lab_sqlite_immediate.py", FILES / "lab_sqlite_immediate.py")
+    (site / "lab_sqlite_immediate.pth").write_text("import lab_sqlite_immediate\n")
+
+
+def _symlink(target, source):
     if target.is_symlink() and os.readlink(str(target)) == str(source):
         return
     if target.exists() or target.is_symlink():

@@ -87,6 +87,7 @@ def up(s):
         _parallel([lambda: _keystone_db(s), lambda: _placement_db(s),
                    lambda: _nova_db(s), lambda: _cinder_db(s)])
         _wait_rabbit(s)
+        _wal(s)
     with step("Keystone up and seeded"):
         _start_api(s, "keystone", "keystone")
         _wait_http(s, "keystone", 60)
@@ -174,6 +175,14 @@ def _keystone_db(s):
               "keystone-manage bootstrap", extra_env={"OS_BOOTSTRAP_PASSWORD": pw["admin"]})
 
 
+def _wal(s):
+    """WAL journal mode, kept in each database file: readers stop blocking writers."""
+    import sqlite3
+    for db in sorted(s.data.glob("*.db")):
+        with sqlite3.connect(str(db)) as c:
+            c.execute("PRAGMA journal_mode=WAL")
+
+
 def _placement_db(s):
     procs.run(s, [s.bin("placement-manage"), "--config-file",
                   str(s.etc / "placement" / "placement.conf"), "db", "sync"],
@@ -184,7 +193,7 @@ def _nova_db(s):
     nm = [s.bin("nova-manage"), "--config-file", str(s.etc / "nova" / "nova.conf")]
     procs.run(s, nm + ["api_db", "sync"], "nova-manage api_db sync")
     procs.run(s, nm + ["cell_v2", "map_cell0", "--database_connection",
-                       "sqlite:///%s" % (s.data / "nova_cell0.db")], "nova-manage map_cell0")
+                       configs.sqlite_url(s, "nova_cell0")], "nova-manage map_cell0")
     procs.run(s, nm + ["cell_v2", "create_cell", "--name", "cell1"], "nova-manage create_cell")
     procs.run(s, nm + ["db", "sync"], "nova-manage db sync")
 
