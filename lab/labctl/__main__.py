@@ -6,8 +6,8 @@ from .settings import Settings
 
 
 def main(argv):
-    if len(argv) < 1 or argv[0] not in ("up", "down", "status", "env"):
-        print("usage: lab/{up,down,status,env}", file=sys.stderr)
+    if len(argv) < 1 or argv[0] not in ("up", "down", "status", "env", "install"):
+        print("usage: lab/{up,down,status,env,install}", file=sys.stderr)
         return 2
     s = Settings()
     try:
@@ -17,6 +17,10 @@ def main(argv):
         if argv[0] == "down":
             from .down import down
             return down(s)
+        if argv[0] == "install":  # the Debian packages only (sshd, RabbitMQ) for unit tests
+            from .install import ensure_apt
+            ensure_apt(print)
+            return 0
         if argv[0] == "status":
             from .status import status
             return status(s)

@@ -1,0 +1,11 @@
+"""st2 glue for dvremedy.steps.get_connector (see get_connector.yaml)."""
+from st2common.runners.base_action import Action
+
+from dvremedy.glue import run_step
+from dvremedy.steps import get_connector
+
+
+class GetConnector(Action):
+    def run(self, server_id, cloud=""):
+        return run_step(self.config, get_connector, self.logger, cloud=cloud or None,
+                        server_id=server_id)

@@ -1,0 +1,95 @@
+"""What every action shares: settings from the pack config, a lazy OpenStack connection and one
+SSH session per host, and the single boundary where typed errors become a failed action result.
+Actions call run_step() and nothing else; nothing here imports st2."""
+import time
+
+from dvremedy.errors import RemedyError, SSHError
+from dvremedy.settings import Settings
+
+
+class StepContext:
+    """Connections for one action run: opened on first use, closed at the end."""
+
+    def __init__(self, settings, logger=None, cloud=None):
+        self.settings = settings
+        self.logger = logger
+        self.cloud = cloud
+        self._conn = None
+        self._sessions = {}
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            from dvremedy.cloud import connect
+            self._conn = connect(self.settings, self.cloud)
+        return self._conn
+
+    def ssh(self, host):
+        """The SSH session to a Nova host name (one per host within an action)."""
+        if host not in self._sessions:
+            from dvremedy.sshclient import SSHSession, SSHTarget
+            s = self.settings
+            s.require_ssh()
+            jump = None
+            if s.ssh_jump_host:
+                jump = SSHTarget(host=s.ssh_jump_host, address=s.ssh_jump_host,
+                                 port=s.ssh_jump_port, user=s.ssh_user, key_file=s.ssh_key_file,
+                                 known_hosts_file=s.ssh_known_hosts, jump=None,
+                                 connect_timeout=s.ssh_connect_timeout,
+                                 command_timeout=s.ssh_command_timeout)
+            target = SSHTarget(host=host, address=s.address_for(host), port=s.ssh_port,
+                               user=s.ssh_user, key_file=s.ssh_key_file,
+                               known_hosts_file=s.ssh_known_hosts, jump=jump,
+                               connect_timeout=s.ssh_connect_timeout,
+                               command_timeout=s.ssh_command_timeout)
+            session = SSHSession(target)
+            session.__enter__()
+            self._sessions[host] = session
+        return self._sessions[host]
+
+    def controller(self):
+        """(host, session) of the first configured controller that accepts the connection."""
+        self.settings.require_ssh()
+        failures = []
+        for host in self.settings.controller_hosts:
+            try:
+                return host, self.ssh(host)
+            except SSHError as exc:
+                failures.append(exc.evidence())
+        raise SSHError("no controller host answered: %s" % "; ".join(
+            f["message"] for f in failures), step="refresh", tried=failures)
+
+    def progress(self, message):
+        if self.logger:
+            self.logger.info(message)
+
+    def close(self):
+        for session in self._sessions.values():
+            try:
+                session.__exit__(None, None, None)
+            except Exception:  # closing must not hide the step's own outcome
+                pass
+        self._sessions = {}
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def run_step(config, step, logger=None, cloud=None, **params):
+    """Run one step with fresh connections: (True, result) or (False, {"error": evidence}).
+    The one place where typed errors are turned into an st2 result."""
+    started = time.monotonic()
+    ctx = None
+    try:
+        ctx = StepContext(Settings(config), logger, cloud)
+        result = step(ctx, **params)
+        result.setdefault("duration_s", round(time.monotonic() - started, 2))
+        return True, result
+    except RemedyError as exc:
+        if logger:
+            logger.error("%s: %s", exc.kind, exc.message)
+        return False, {"error": exc.evidence(),
+                       "duration_s": round(time.monotonic() - started, 2)}
+    finally:
+        if ctx is not None:
+            ctx.close()

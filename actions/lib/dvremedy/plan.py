@@ -1,0 +1,92 @@
+"""Deciding what to do about one attachment: pure, from identify's views and classification.
+
+The plan names the steps the workflow runs, each with its reason, so a dry run shows exactly
+what a real run would do. The refresh path is the runbook's (stop, get_connector, refresh,
+detach, start) plus what the runbook forgets: the server must be stopped, and a volume stuck
+`detaching` must first go back to in-use (Cinder will not reserve it otherwise, refresh rc 2)."""
+from dvremedy import classify as c
+from dvremedy.errors import InputError, StateError
+
+NOTHING, DETACH_ONLY, REFRESH, LIBVIRT_ONLY = "nothing", "detach_only", "refresh", "libvirt_only"
+REFRESH_PROBLEMS = {c.NOVA_ONLY, c.STUCK_DETACHING, c.STUCK_ATTACHING, c.ATTACHMENT_MISMATCH,
+                    c.DETACH_REFUSED}
+
+
+def make_plan(views, classification, detach=True, allow_libvirt_detach=False):
+    server = views["server"]
+    problems = set(classification["problems"])
+    running = server["status"] != "SHUTOFF"
+    base = {"server_id": server["id"], "volume_id": views["volume_id"],
+            "class": classification["class"], "problems": classification["problems"],
+            "original_power": "running" if running else "shutoff", "detach": bool(detach),
+            "allow_libvirt_detach": bool(allow_libvirt_detach), "stop": False,
+            "reset_volume_to": None, "steps": [], "reasons": []}
+
+    if classification["boot_volume"]:
+        raise InputError("volume %s is the boot volume of server %s: the remedy never "
+                         "detaches a boot volume" % (views["volume_id"], server["id"]),
+                         step="plan")
+    if c.NOT_ATTACHED in problems:
+        raise InputError("volume %s is not attached to server %s: Nova, Cinder and the "
+                         "hypervisor all agree, nothing to do" % (views["volume_id"],
+                                                                 server["id"]), step="plan")
+    if c.HYPERVISOR_UNKNOWN in problems:
+        error = views["hypervisor"].get("error", {})
+        raise StateError("cannot read the hypervisor %s (%s): the remedy needs it to get the "
+                         "connector and to verify; fix SSH access first" % (
+                             server.get("compute_host"), error.get("message", "unreachable")),
+                         step="plan", hypervisor_error=error)
+    if c.CINDER_ONLY in problems:
+        raise StateError("Cinder holds attachment(s) of volume %s to server %s that Nova does "
+                         "not list: needs an operator (`openstack volume attachment delete "
+                         "<id>`; Cinder allows it because Nova does not use it)"
+                         % (views["volume_id"], server["id"]), step="plan")
+    if server.get("task_state"):
+        raise StateError("server %s is busy (task_state %s): try again when it is idle"
+                         % (server["id"], server["task_state"]), step="plan")
+
+    if classification["healthy"] or problems == {c.MISSING_ON_HYPERVISOR}:
+        if not detach:
+            if classification["healthy"]:
+                return dict(base, action=NOTHING, reasons=[
+                    "healthy: Nova, Cinder and the hypervisor agree; detach=false"])
+        else:
+            why = ("healthy: a plain detach through the Compute API" if classification["healthy"]
+                   else "disk already gone from the domain while Nova and Cinder list it: "
+                        "the Compute API detach treats a missing disk as detached")
+            return dict(base, action=DETACH_ONLY, steps=["detach", "verify"], reasons=[why])
+
+    if problems == {c.HYPERVISOR_ONLY}:
+        if not allow_libvirt_detach:
+            raise StateError("the domain still has the disk of volume %s but Nova and Cinder "
+                             "no longer list it: only `virsh detach-disk` removes it; run "
+                             "again with allow_libvirt_detach=true" % views["volume_id"],
+                             step="plan")
+        return dict(base, action=LIBVIRT_ONLY, steps=["libvirt_detach", "verify"],
+                    reasons=["disk left on the domain only"])
+
+    reasons = ["%s: %s" % (p, _WHY[p]) for p in classification["problems"] if p in _WHY]
+    reset_to = None
+    if c.STUCK_DETACHING in problems:
+        mine = [a for a in views["cinder"]["attachments"] if a["server_id"] == server["id"]]
+        reset_to = "in-use" if mine else "available"
+        reasons.append("reset the volume to %s first: Cinder reserves only an available "
+                       "volume or an in-use one with this server's attachment" % reset_to)
+    steps = (["stop"] if running else []) + ["get_connector", "refresh"]
+    steps += (["detach"] if detach else []) + ["verify"]
+    if allow_libvirt_detach:
+        steps.append("libvirt_detach_if_needed")
+    steps += ["start"] if running else []
+    return dict(base, action=REFRESH, stop=running, reset_volume_to=reset_to, steps=steps,
+                reasons=reasons)
+
+
+_WHY = {
+    c.NOVA_ONLY: "Nova lists the volume but Cinder has no attachment for this server",
+    c.STUCK_DETACHING: "the volume is stuck detaching (a detach failed half-way)",
+    c.STUCK_ATTACHING: "the volume or its attachment is stuck attaching/reserved",
+    c.ATTACHMENT_MISMATCH: "Nova and Cinder name different attachment ids",
+    c.DETACH_REFUSED: "the guest refused the detach: the disk is live but gone from the "
+                      "next-boot config (a stopped server lets the detach through)",
+    c.MISSING_ON_HYPERVISOR: "the disk is gone from the domain (power-on rebuilds it)",
+}

@@ -1,0 +1,71 @@
+"""The remedy's report: what was seen, what each step did, the final state. Pure: built from
+what the workflow collected, readable by a machine (the dict) and a person (`text`)."""
+
+
+def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None, error=None,
+                 failed_step=None, dry_run=False):
+    plan = plan or {}
+    steps = [s for s in (steps or []) if isinstance(s, dict)]
+    changed = [s for s in steps if s.get("changed")]
+    report = {
+        "server_id": server_id, "volume_id": volume_id, "outcome": outcome,
+        "dry_run": bool(dry_run), "class": plan.get("class"), "problems": plan.get("problems", []),
+        "plan": {k: plan.get(k) for k in ("action", "steps", "reasons", "original_power",
+                                           "reset_volume_to") if k in plan},
+        "steps": [{k: s.get(k) for k in ("step", "changed", "did", "duration_s")} for s in steps],
+        "changed_anything": bool(changed),
+        "final": _final(final),
+        "error": _error(error, failed_step),
+    }
+    report["text"] = _text(report)
+    return report
+
+
+def _final(final):
+    if not isinstance(final, dict):
+        return None
+    verdict = final.get("classification") or {}
+    return {"consistent": final.get("consistent"), "expect": final.get("expect"),
+            "class": verdict.get("class"), "problems": verdict.get("problems", []),
+            "says": verdict.get("says")}
+
+
+def _error(error, failed_step):
+    if not error and not failed_step:
+        return None
+    out = {"step": failed_step}
+    if isinstance(error, dict):
+        inner = error.get("result") if isinstance(error.get("result"), dict) else error
+        detail = inner.get("error") if isinstance(inner.get("error"), dict) else None
+        if detail:
+            out.update(detail)
+        elif error.get("stderr"):
+            out["message"] = "the action failed unexpectedly: %s" % str(error["stderr"])[-500:]
+        elif "message" in error:
+            out["message"] = error["message"]
+    elif error:
+        out["message"] = str(error)
+    out.setdefault("message", "step %s failed" % failed_step)
+    return out
+
+
+def _text(r):
+    lines = ["volume %s on server %s: %s" % (r["volume_id"], r["server_id"], r["outcome"])]
+    if r["class"]:
+        lines.append("found: %s%s" % (r["class"], (" (" + ", ".join(r["problems"]) + ")")
+                                      if r["problems"] else ""))
+    for reason in r["plan"].get("reasons") or []:
+        lines.append("  why: %s" % reason)
+    if r["dry_run"]:
+        lines.append("dry run, nothing changed; would run: %s" % " -> ".join(
+            r["plan"].get("steps") or ["nothing"]))
+    for s in r["steps"]:
+        lines.append("  %s %s: %s" % ("*" if s["changed"] else "-", s["step"], s["did"]))
+    if r["final"]:
+        lines.append("now: %s" % ("consistent" if r["final"]["consistent"] else
+                                  "still inconsistent: " + ", ".join(r["final"]["problems"])))
+    if r["error"]:
+        lines.append("FAILED at %s: %s" % (r["error"]["step"], r["error"]["message"]))
+        if r["error"].get("advice"):
+            lines.append("  next: %s" % r["error"]["advice"])
+    return "\n".join(lines)

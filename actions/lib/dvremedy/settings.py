@@ -1,0 +1,132 @@
+"""The pack configuration, validated once into plain values. Defaults come from the pack's own
+config.schema.yaml (one source of truth); st2 has applied them already, tests and the local
+runner may not have."""
+import os
+import re
+import uuid
+
+from dvremedy.errors import ConfigError, InputError
+
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                           "config.schema.yaml")
+RELOAD = ("set it in /opt/stackstorm/configs/dangling_volume.yaml, then run "
+          "`st2ctl reload --register-configs`")
+
+
+def _schema_defaults():
+    import yaml  # shipped with st2
+    with open(SCHEMA_PATH) as f:
+        schema = yaml.safe_load(f)
+
+    def default_of(node):
+        if node.get("type") == "object" and "properties" in node:
+            base = dict(node.get("default") or {})
+            for key, sub in node["properties"].items():
+                base.setdefault(key, default_of(sub))
+            return base
+        return node.get("default")
+    return {key: default_of(node) for key, node in schema.items()}
+
+
+def _merge(defaults, given):
+    out = dict(defaults)
+    for key, value in (given or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Settings:
+    """Typed view of the pack config. Raises ConfigError naming the key that is wrong."""
+
+    def __init__(self, config=None):
+        raw = _merge(_schema_defaults(), dict(config or {}))
+        self.raw = raw
+        self.cloud = raw["cloud"] or ""
+        self.clouds_yaml = raw["clouds_yaml"] or ""
+        self.api_timeout = _positive(raw, "api_timeout")
+        ssh = raw["ssh"]
+        self.ssh_user = ssh["user"]
+        self.ssh_key_file = ssh["key_file"]
+        self.ssh_known_hosts = ssh["known_hosts_file"]
+        self.ssh_port = int(ssh["port"])
+        self.ssh_jump_host = ssh["jump_host"] or ""
+        self.ssh_jump_port = int(ssh["jump_port"])
+        self.ssh_connect_timeout = _positive(ssh, "connect_timeout", "ssh.")
+        self.ssh_command_timeout = _positive(ssh, "command_timeout", "ssh.")
+        self.address_map = dict(raw["hosts"]["address_map"] or {})
+        self.address_template = raw["hosts"]["address_template"] or "{host}"
+        ctl = raw["controller"]
+        self.controller_hosts = list(ctl["hosts"] or [])
+        self.staging = ctl["staging"]
+        self.container_engine = ctl["container_engine"]
+        self.container = ctl["container"]
+        self.shared_dir = ctl["shared_dir"]
+        self.container_dir = ctl["container_dir"]
+        cmds = raw["commands"]
+        self.hypervisor_nova_manage = _words(cmds, "hypervisor_nova_manage")
+        self.controller_nova_manage = _words(cmds, "controller_nova_manage")
+        self.virsh = _words(cmds, "virsh")
+        waits = raw["waits"]
+        self.wait_power = _positive(waits, "power", "waits.")
+        self.wait_detach = _positive(waits, "detach", "waits.")
+        self.wait_volume_state = _positive(waits, "volume_state", "waits.")
+        if self.staging == "shared_dir" and not (self.shared_dir and self.container_dir):
+            raise ConfigError("controller.staging is shared_dir but controller.shared_dir or "
+                              "controller.container_dir is empty: " + RELOAD)
+
+    def cloud_name(self, override=None):
+        name = override or self.cloud
+        if not name:
+            raise ConfigError("no cloud given: pass cloud=<clouds.yaml entry> or set `cloud` "
+                              "in the pack config; " + RELOAD)
+        return name
+
+    def address_for(self, host):
+        """The SSH address of a Nova host name: the explicit map, else the template."""
+        if host in self.address_map:
+            return self.address_map[host]
+        try:
+            return self.address_template.format(host=host)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError("hosts.address_template %r cannot be filled (%s): it may use "
+                              "only {host}; %s" % (self.address_template, exc, RELOAD))
+
+    def require_ssh(self):
+        if not self.ssh_key_file:
+            raise ConfigError("ssh.key_file is empty: " + RELOAD)
+        if not self.controller_hosts:
+            raise ConfigError("controller.hosts is empty: name the host(s) where "
+                              "`nova-manage volume_attachment refresh` runs; " + RELOAD)
+
+
+def _positive(section, key, prefix=""):
+    value = section.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError("%s%s must be a positive number, not %r: %s" % (
+            prefix, key, value, RELOAD))
+    return value
+
+
+def _words(section, key):
+    value = section.get(key)
+    if not isinstance(value, list) or not value or not all(
+            isinstance(w, str) and w for w in value):
+        raise ConfigError("commands.%s must be a non-empty list of words, not %r: %s" % (
+            key, value, RELOAD))
+    return list(value)
+
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                   r"[0-9a-fA-F]{12}$")
+
+
+def require_uuid(name, value):
+    """A parameter that names a server or volume: a UUID, returned in canonical form.
+    Anything else (shell metacharacters included) is refused before any call is made."""
+    if not isinstance(value, str) or not _UUID.match(value.strip()):
+        raise InputError("%s must be a UUID like 03549f61-9cee-4bdf-b5e9-39c18d815a06, not %r"
+                         % (name, value if isinstance(value, str) else type(value).__name__))
+    return str(uuid.UUID(value.strip()))

@@ -1,0 +1,11 @@
+"""st2 glue for dvremedy.steps.restore_power (see restore_power.yaml)."""
+from st2common.runners.base_action import Action
+
+from dvremedy.glue import run_step
+from dvremedy.steps import restore_power
+
+
+class RestorePower(Action):
+    def run(self, server_id, power, cloud=""):
+        return run_step(self.config, restore_power, self.logger, cloud=cloud or None,
+                        server_id=server_id, power=power)

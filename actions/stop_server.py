@@ -1,0 +1,11 @@
+"""st2 glue for dvremedy.steps.stop_server (see stop_server.yaml)."""
+from st2common.runners.base_action import Action
+
+from dvremedy.glue import run_step
+from dvremedy.steps import stop_server
+
+
+class StopServer(Action):
+    def run(self, server_id, cloud=""):
+        return run_step(self.config, stop_server, self.logger, cloud=cloud or None,
+                        server_id=server_id)
