@@ -23,10 +23,10 @@ def main(mode, lab_json, secrets_json):
 
     admin, service_role, member = role("admin"), role("service"), role("member")
     default = idp.find_domain("default")
-    service = (idp.find_project("service", domain_id=default.id)
-               or idp.create_project(name="service", domain_id=default.id))
-    demo = (idp.find_project("demo", domain_id=default.id)
-            or idp.create_project(name="demo", domain_id=default.id))
+    service = (idp.find_project("service", domain_id=default.id) or
+               idp.create_project(name="service", domain_id=default.id))
+    demo = (idp.find_project("demo", domain_id=default.id) or
+            idp.create_project(name="demo", domain_id=default.id))
     for name in ("nova", "placement", "cinder"):
         user = idp.find_user(name, domain_id=default.id) or idp.create_user(
             name=name, password=pw[name], domain_id=default.id, default_project_id=service.id)

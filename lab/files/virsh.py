@@ -190,8 +190,8 @@ def disk_xml(disk, indent):
                                            attr(disk.get('device', 'disk'))),
              pad + "<driver name='qemu' type='raw' cache='none' io='native'/>",
              pad + '<source dev=%s/>' % attr(disk.get('source', ''))]
-    lines.append(pad + '<target dev=%s bus=%s/>' % (attr(disk.get('target_dev', '')),
-                                                     attr(disk.get('target_bus', 'scsi'))))
+    lines.append(pad + '<target dev=%s bus=%s/>' % (
+        attr(disk.get('target_dev', '')), attr(disk.get('target_bus', 'scsi'))))
     if disk.get('serial'):
         lines.append(pad + '<serial>%s</serial>' % escape(disk['serial']))
     if disk.get('alias'):

@@ -31,7 +31,8 @@ def ensure_apt(log):
             saved = f.read()
     try:
         with open(POLICY_RC, "w") as f:
-            f.write("#!/bin/sh\n# written by the dangling_volume lab during apt-get install\nexit 101\n")
+            f.write("#!/bin/sh\n# written by the dangling_volume lab during apt-get install\n"
+                    "exit 101\n")
         os.chmod(POLICY_RC, 0o755)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         for argv in (["apt-get", "update", "-qq"],

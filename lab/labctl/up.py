@@ -52,8 +52,8 @@ def check_ports(s):
             if not procs.port_free(addr, port)]
     if busy:
         lines = ["  %s:%d (%s) is in use; set %s=<free port> to move it" % b for b in busy]
-        raise LabError("ports the lab needs are taken by another process:\n" + "\n".join(lines)
-                       + "\n  (if that is this lab from an earlier run, `lab/down` first)")
+        raise LabError("ports the lab needs are taken by another process:\n" + "\n".join(lines) +
+                       "\n  (if that is this lab from an earlier run, `lab/down` first)")
 
 
 def up(s):
@@ -341,4 +341,3 @@ def _start_sshd(s):
         procs.wait_for("sshd (%s) on %s:%d" % (role, address, s.ports["ssh"]),
                        lambda a=address: procs.port_open(a, s.ports["ssh"]), 15,
                        interval=0.1, proc_name="sshd-" + role, settings=s)
-

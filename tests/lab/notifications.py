@@ -69,5 +69,5 @@ class NotificationCapture:
         return self.messages
 
     def of(self, event_type, server_id=None):
-        return [m for m in self.messages if m.get("event_type") == event_type
-                and (server_id is None or server_id in json.dumps(m.get("payload")))]
+        return [m for m in self.messages if m.get("event_type") == event_type and
+                (server_id is None or server_id in json.dumps(m.get("payload")))]

@@ -35,9 +35,8 @@ def _heal_with_runbook(server_id, volume_id):
 def _failure_signals(capture, server_id, volume_id):
     """The three notifications of a failed detach, tied together by the request id."""
     def complete(msgs):
-        return (capture.of("instance.volume_detach.start", server_id)
-                and capture.of("detach_volume", server_id)
-                and capture.of("compute.exception"))
+        return (capture.of("instance.volume_detach.start", server_id) and
+                capture.of("detach_volume", server_id) and capture.of("compute.exception"))
     capture.wait_for(complete, 30)
     start = capture.of("instance.volume_detach.start", server_id)
     legacy = capture.of("detach_volume", server_id)

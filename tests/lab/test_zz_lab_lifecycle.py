@@ -44,8 +44,8 @@ def _listening():
 
 def test_down_leaves_nothing_and_up_again_works(lab):
     ours = {"%s:%d" % (addr, port) for addr, port in
-            [("127.0.0.1", p) for k, p in lab["ports"].items() if k != "ssh"]
-            + [(a, lab["ssh"]["port"]) for a in lab["ssh"]["hosts"].values()]}
+            [("127.0.0.1", p) for k, p in lab["ports"].items() if k != "ssh"] +
+            [(a, lab["ssh"]["port"]) for a in lab["ssh"]["hosts"].values()]}
     assert ours & _listening()
     down = _lab("down")
     assert down.returncode == 0, down.stdout + down.stderr

@@ -145,8 +145,8 @@ def test_domblklist_inactive_by_uuid(three):
 
 def test_domblklist_by_id_and_details(three):
     expected = (
-        " Type    Device   Target   Source\n"
-        + "-" * (8 + 9 + 9 + len(src(VOL_ROOT)) + 3) + "\n"
+        " Type    Device   Target   Source\n" +
+        "-" * (8 + 9 + 9 + len(src(VOL_ROOT)) + 3) + "\n"
         " block   disk     sda      %s\n"
         " block   disk     sdc      %s\n"
         "\n") % (src(VOL_ROOT), src(VOL_2))

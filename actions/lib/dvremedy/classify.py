@@ -63,8 +63,8 @@ def classify(views):
 
     problems.sort(key=ORDER.index)
     healthy = not problems
-    is_boot = bool(nova and server.get("root_device_name")
-                   and nova.get("device") == server["root_device_name"])
+    is_boot = bool(nova and server.get("root_device_name") and
+                   nova.get("device") == server["root_device_name"])
     return {
         "class": HEALTHY if healthy else problems[0],
         "healthy": healthy,

@@ -2,6 +2,9 @@
 what the workflow collected, readable by a machine (the dict) and a person (`text`)."""
 
 
+PLAN_FIELDS = ("action", "steps", "reasons", "original_power", "reset_volume_to")
+
+
 def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None, error=None,
                  failed_step=None, dry_run=False):
     plan = plan or {}
@@ -10,8 +13,7 @@ def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None,
     report = {
         "server_id": server_id, "volume_id": volume_id, "outcome": outcome,
         "dry_run": bool(dry_run), "class": plan.get("class"), "problems": plan.get("problems", []),
-        "plan": {k: plan.get(k) for k in ("action", "steps", "reasons", "original_power",
-                                           "reset_volume_to") if k in plan},
+        "plan": {k: plan.get(k) for k in PLAN_FIELDS if k in plan},
         "steps": [{k: s.get(k) for k in ("step", "changed", "did", "duration_s")} for s in steps],
         "changed_anything": bool(changed),
         "final": _final(final),
@@ -22,7 +24,7 @@ def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None,
 
 
 def _final(final):
-    if not isinstance(final, dict):
+    if not isinstance(final, dict) or not final:
         return None
     verdict = final.get("classification") or {}
     return {"consistent": final.get("consistent"), "expect": final.get("expect"),

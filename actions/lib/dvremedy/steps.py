@@ -101,6 +101,8 @@ def detach(ctx, server_id, volume_id):
     """The Compute API detach, then until Cinder says available and Nova no longer lists it."""
     server_id = require_uuid("server_id", server_id)
     volume_id = require_uuid("volume_id", volume_id)
+    with api("GET volume %s" % volume_id, "detach"):
+        ctx.conn.block_storage.get_volume(volume_id)  # an unknown volume is an error, not done
     if volume_id not in views.nova_view(ctx.conn, server_id):
         return _did("detach", False, "Nova no longer lists the volume")
     with api("detach volume %s from server %s" % (volume_id, server_id), "detach"):
@@ -127,8 +129,8 @@ def verify(ctx, server_id, volume_id, expect="detached"):
     disk_left = bool(seen["hypervisor"]["live"] or seen["hypervisor"]["config"])
     if expect == "detached":
         mine = [a for a in seen["cinder"]["attachments"] if a["server_id"] == server_id]
-        consistent = (seen["nova"] is None and not mine and not disk_left
-                      and seen["hypervisor"]["reachable"])
+        consistent = (seen["nova"] is None and not mine and not disk_left and
+                      seen["hypervisor"]["reachable"])
     else:
         consistent = verdict["healthy"]
     return _did("verify", False, "Nova, Cinder and the hypervisor %s" % (

@@ -1,0 +1,158 @@
+"""Benchmark (not a test): the remedy against the cloud's own critical path and against the
+seed runbook scripted in bash, all three in one run on the lab, each on break 1 (Cinder reset
+behind Nova's back), each timed from its first API call to the server running again.
+
+- critical path: max(stop, get_connector) + refresh + detach (until Cinder says available) +
+  start (until ACTIVE), each a direct call: openstacksdk in this process, nova-manage over one
+  SSH connection, polling every 0.1 s;
+- remedy: `tools/st2-run dangling_volume.remedy` (the real workflow through Orquesta, each
+  action in its own process as in st2); timed from identify's start to restore_power's end,
+  with the split per task and the per-action overhead (process start to first API call);
+- runbook: `lab/runbook` (bash, the openstack CLI, nova-manage over ssh, 1 s polling).
+
+Run: .venvs/py311/bin/python bench/remedy_bench.py [--rounds N]  (lab up; results to stdout
+and bench/results/remedy.json)."""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(REPO, "lab", "files"), os.path.join(REPO, "actions", "lib")]
+import labcloud  # noqa: E402
+from dvremedy import novamanage  # noqa: E402
+from dvremedy.sshclient import SSHSession, SSHTarget  # noqa: E402
+
+POLL = 0.1
+
+
+def broken_server(conn, lab, name):
+    info = labcloud.create_server(conn, name, data_volumes=1)
+    subprocess.run([os.path.join(REPO, "lab", "break"), "cinder-reset", info["server_id"],
+                    info["volume_ids"][0]], check=True, capture_output=True)
+    return info
+
+
+def _target(lab, host):
+    s = lab["ssh"]
+    return SSHTarget(host=host, address=s["hosts"][host], port=s["port"], user=s["user"],
+                     key_file=s["key_file"], known_hosts_file=s["known_hosts_file"],
+                     connect_timeout=10, command_timeout=120)
+
+
+def _wait(probe, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(POLL)
+    raise RuntimeError("timed out")
+
+
+def critical_path(conn, lab, info):
+    sid, vid = info["server_id"], info["volume_ids"][0]
+    hv = SSHSession(_target(lab, lab["compute_host"]))
+    ctl = SSHSession(_target(lab, lab["controller_host"]))
+    hv.open()
+    ctl.open()
+    t = {}
+    out = {}
+
+    def stop():
+        t0 = time.monotonic()
+        conn.compute.stop_server(sid)
+        _wait(lambda: conn.compute.get_server(sid).status == "SHUTOFF")
+        t["stop"] = time.monotonic() - t0
+
+    def connector():
+        t0 = time.monotonic()
+        out["connector"] = novamanage.get_connector(hv, ["nova-manage"])
+        t["get_connector"] = time.monotonic() - t0
+    start = time.monotonic()
+    threads = [threading.Thread(target=stop), threading.Thread(target=connector)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    t0 = time.monotonic()
+    novamanage.refresh(ctl, ["nova-manage"], sid, vid, out["connector"])
+    t["refresh"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    conn.compute.delete_volume_attachment(sid, vid, ignore_missing=False)
+    _wait(lambda: conn.block_storage.get_volume(vid).status == "available")
+    t["detach"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    conn.compute.start_server(sid)
+    _wait(lambda: conn.compute.get_server(sid).status == "ACTIVE")
+    t["start"] = time.monotonic() - t0
+    t["wall"] = time.monotonic() - start
+    t["critical_path"] = max(t["stop"], t["get_connector"]) + t["refresh"] + t["detach"] \
+        + t["start"]
+    hv.close()
+    ctl.close()
+    return t
+
+
+def remedy(lab, info):
+    config = os.path.join(lab["lab_dir"], "dangling_volume.yaml")
+    proc = subprocess.run([os.path.join(REPO, "tools", "st2-run"), "dangling_volume.remedy",
+                           "server_id=%s" % info["server_id"],
+                           "volume_id=%s" % info["volume_ids"][0],
+                           "--config", config, "--json"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError("remedy failed: %s %s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+    return json.loads(proc.stdout)
+
+
+def runbook(info):
+    proc = subprocess.run([os.path.join(REPO, "lab", "runbook"), info["server_id"],
+                           info["volume_ids"][0]], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError("runbook failed: %s" % proc.stderr[-2000:])
+    marks = [float(m) for m in re.findall(r"^\[\s*([\d.]+)s\]", proc.stdout, re.M)]
+    return {"wall": marks[-1] - marks[0], "steps": proc.stdout}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    lab = labcloud.load_lab()
+    conn = labcloud.connect(lab)
+    results = []
+    for r in range(args.rounds):
+        servers = [broken_server(conn, lab, "bench-%d-%d" % (r, i)) for i in range(3)]
+        row = {"critical": critical_path(conn, lab, servers[0]),
+               "remedy": remedy(lab, servers[1]),
+               "runbook": runbook(servers[2])}
+        results.append(row)
+        for info in servers:
+            labcloud.delete_server(conn, info["server_id"], info["volume_ids"])
+    os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
+    with open(os.path.join(REPO, "bench", "results", "remedy.json"), "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    summarise(results)
+
+
+def summarise(results):
+    for row in results:
+        crit = row["critical"]["critical_path"]
+        rem = row["remedy"].get("timing", {}).get("workflow_s")
+        book = row["runbook"]["wall"]
+        print("critical path %.1f s (stop %.1f, get_connector %.1f, refresh %.1f, detach %.1f, "
+              "start %.1f)" % tuple([crit] + [row["critical"][k] for k in (
+                  "stop", "get_connector", "refresh", "detach", "start")]))
+        print("scripted runbook %.1f s" % book)
+        if rem:
+            print("remedy %.1f s = %.2f x critical path; runbook / remedy = %.2f" % (
+                rem, rem / crit, book / rem))
+        for task in row["remedy"].get("tasks", []):
+            print("  %-22s %6.2f s" % (task.get("name"), task.get("duration_s", 0)))
+
+
+if __name__ == "__main__":
+    main()

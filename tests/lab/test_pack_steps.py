@@ -1,0 +1,138 @@
+"""The pack's steps against the lab's real services, called the way the actions call them
+(dvremedy.glue.run_step with the pack config written by lab/up): bad input gets a clear error
+and changes nothing; each step is idempotent."""
+import json
+import os
+import sys
+
+import pytest
+
+import labcloud
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "actions", "lib"))
+from dvremedy import steps  # noqa: E402
+from dvremedy.glue import run_step  # noqa: E402
+
+MALFORMED = ["not-a-uuid", "1111; reboot", "$(touch /tmp/pwned)",
+             "03549f61-9cee-4bdf-b5e9-39c18d815a06 && true", "'; DROP TABLE"]
+
+
+@pytest.fixture(scope="module")
+def config(lab):
+    with open(os.path.join(lab["lab_dir"], "dangling_volume.yaml")) as f:
+        return json.load(f)
+
+
+def _state(lab, conn, info):
+    """Everything a remedy could change, to compare before and after."""
+    sid = info["server_id"]
+    srv = conn.compute.get_server(sid)
+    out = {"server": (srv.status, srv.is_locked), "nova": labcloud.nova_attachments(conn, sid)}
+    for vid in [info["boot_volume_id"]] + info["volume_ids"]:
+        vol = conn.block_storage.get_volume(vid)
+        out[vid] = (vol.status, sorted((a.id, a.status) for a in
+                                       conn.block_storage.attachments(volume_id=vid)))
+    out["disks"] = (labcloud.domain_disks(lab, conn, sid),
+                    labcloud.domain_disks(lab, conn, sid, inactive=True))
+    return out
+
+
+def test_identify_healthy_attachment(lab, conn, config, make_server):
+    info = make_server()
+    ok, result = run_step(config, steps.identify, server_id=info["server_id"],
+                          volume_id=info["volume_ids"][0])
+    assert ok, result
+    assert result["classification"]["class"] == "healthy"
+    assert result["views"]["hypervisor"] == {"reachable": True, "domain": result["views"][
+        "server"]["instance_name"], "live": ["sdb"], "config": ["sdb"]}
+    assert result["views"]["server"]["compute_host"] == lab["compute_host"]
+    assert result["plan"]["steps"] == ["detach", "verify"]
+
+
+def test_bad_input_is_refused_clearly_and_changes_nothing(lab, conn, config, make_server):
+    info = make_server()
+    sid, vid, boot = info["server_id"], info["volume_ids"][0], info["boot_volume_id"]
+    before = _state(lab, conn, info)
+    other = make_server(data_volumes=1)
+    cases = [(bad, vid, "must be a UUID") for bad in MALFORMED]
+    cases += [(sid, bad, "must be a UUID") for bad in MALFORMED]
+    cases += [("00000000-0000-4000-8000-000000000000", vid, "server 00000000"),
+              (sid, "00000000-0000-4000-8000-000000000000", "volume 00000000"),
+              (sid, other["volume_ids"][0], "not attached"),
+              (sid, boot, "boot volume")]
+    for server_id, volume_id, text in cases:
+        for step in (steps.identify, steps.detach):
+            if step is steps.detach and text in ("not attached", "boot volume"):
+                continue  # detach alone trusts identify's plan: the workflow runs identify
+            ok, result = run_step(config, step, server_id=server_id, volume_id=volume_id)
+            assert not ok, (step.__name__, server_id, volume_id, result)
+            assert text in result["error"]["message"], result
+    assert _state(lab, conn, info) == before
+
+
+def test_unreachable_host_and_host_key_mismatch_are_named(lab, conn, config, make_server,
+                                                          tmp_path):
+    info = make_server()
+    sid, vid = info["server_id"], info["volume_ids"][0]
+    dead = dict(config, hosts={"address_map": dict(config["hosts"]["address_map"],
+                                                   **{lab["compute_host"]: "127.0.0.9"})})
+    ok, result = run_step(dead, steps.get_connector, server_id=sid)
+    assert not ok and result["error"]["kind"] == "ssh"
+    assert "127.0.0.9" in result["error"]["message"]
+    known = tmp_path / "known_hosts"
+    with open(config["ssh"]["known_hosts_file"]) as f:
+        lines = f.read().splitlines()
+    # the controller's key given for the hypervisor's address: a changed host key
+    hv = lab["ssh"]["hosts"][lab["compute_host"]]
+    ctl_key = [ln for ln in lines if ln.startswith("[%s]" % lab["ssh"]["hosts"][
+        lab["controller_host"]])][0].split(" ", 1)[1]
+    known.write_text("[%s]:%d %s\n" % (hv, lab["ssh"]["port"], ctl_key))
+    mismatched = dict(config, ssh=dict(config["ssh"], known_hosts_file=str(known)))
+    ok, result = run_step(mismatched, steps.get_connector, server_id=sid)
+    assert not ok and result["error"]["kind"] == "ssh_host_key", result
+    # identify reports the hypervisor as unreachable, naming why, and plans nothing
+    ok, result = run_step(mismatched, steps.identify, server_id=sid, volume_id=vid)
+    assert not ok and "hypervisor" in result["error"]["message"]
+
+
+def test_connector_problems_are_refused_before_refresh(lab, conn, config, make_server):
+    info = make_server()
+    sid, vid = info["server_id"], info["volume_ids"][0]
+    conn.compute.stop_server(sid)
+    labcloud.server_status(conn, sid, "SHUTOFF")
+    before = _state(lab, conn, info)
+    ok, good = run_step(config, steps.get_connector, server_id=sid)
+    assert ok, good
+    wrong = dict(good["connector"], host=lab["controller_host"])
+    for connector, text in ((wrong, "rc 7"), ("{not json", "connector"),
+                            ({"host": lab["compute_host"]}, "connector")):
+        ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+                              connector=connector)
+        assert not ok, result
+        assert text in json.dumps(result["error"]), result
+    assert _state(lab, conn, info) == before
+    conn.compute.start_server(sid)
+    labcloud.server_status(conn, sid, "ACTIVE")
+
+
+def test_refresh_exit_codes_surface_as_typed_errors(lab, conn, config, make_server):
+    info = make_server()
+    sid, vid = info["server_id"], info["volume_ids"][0]
+    ok, got = run_step(config, steps.get_connector, server_id=sid)
+    assert ok, got
+    ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+                          connector=got["connector"])
+    assert not ok and "stopped" in result["error"]["message"]  # checked before rc 5
+    conn.compute.stop_server(sid)
+    labcloud.server_status(conn, sid, "SHUTOFF")
+    no_initiator = {k: v for k, v in got["connector"].items() if k != "initiator"}
+    ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+                          connector=no_initiator)
+    assert not ok and result["error"]["exit_code"] == 2, result
+    assert "initiator" in result["error"]["advice"]
+    ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+                          connector=got["connector"])
+    assert ok, result  # a good refresh works from the state a failed one left
+    conn.compute.start_server(sid)
+    labcloud.server_status(conn, sid, "ACTIVE")

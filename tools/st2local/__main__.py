@@ -1,0 +1,122 @@
+"""st2-run: run one action of the pack locally (see tools/st2local/README.md).
+
+usage: st2-run <pack>.<action> [key=value ...] [--config FILE] [--answer ANSWER]... [--json]
+                [--datastore FILE] [--user NAME] [--pack DIR] [--quiet]
+Values are cast by the parameter's declared type (integer, number, boolean, object/array as
+JSON). Progress goes to stderr; the execution goes to stdout (JSON with --json, else a summary).
+Exit 0 when the execution succeeded, 1 otherwise (2 for a usage error).
+"""
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.dirname(HERE) not in sys.path:
+    sys.path.insert(0, os.path.dirname(HERE))
+
+from st2local import run_action  # noqa: E402
+from st2local.pack import PackError  # noqa: E402
+from st2local.python_runner import kill_all  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="st2-run", description="Run one action of the pack locally (st2local).")
+    parser.add_argument("ref", help="<pack>.<action>, or just <action>")
+    parser.add_argument("params", nargs="*", metavar="key=value")
+    parser.add_argument("--config", help="pack config YAML (st2: /opt/stackstorm/configs/"
+                        "<pack>.yaml); schema defaults are applied")
+    parser.add_argument("--answer", action="append", default=[],
+                        help="core.ask answer: approve, reject, timeout or a JSON response; "
+                        "TASK=ANSWER for one task (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the execution as JSON")
+    parser.add_argument("--datastore", help="datastore JSON file (default $ST2LOCAL_DATASTORE "
+                        "or ~/.cache/st2local/<pack>.datastore.json)")
+    parser.add_argument("--user", default=os.environ.get("ST2LOCAL_USER", "stanley"))
+    parser.add_argument("--pack", default=os.environ.get("ST2LOCAL_PACK", os.getcwd()),
+                        help="pack directory (default: the repository root)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser.parse_args(argv)
+
+
+def split_params(items):
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise PackError("parameter %r is not key=value" % item)
+        key, value = item.split("=", 1)
+        params[key] = value
+    return params
+
+
+def split_answers(items):
+    answer, answers = None, {}
+    for item in items:
+        head, sep, tail = item.partition("=")
+        if sep and not item.lstrip().startswith("{") and head.isidentifier():
+            answers[head] = tail
+        else:
+            answer = item
+    return answer, answers
+
+
+def summary(execution):
+    lines = ["id: %s" % execution.get("id"),
+             "action: %s" % execution["action"],
+             "status: %s (%.1f s)" % (execution["status"], execution.get("duration") or 0.0)]
+    if execution.get("parameters"):
+        lines.append("parameters: %s" % json.dumps(execution["parameters"], sort_keys=True))
+    lines.append("result:")
+    body = json.dumps(execution.get("result"), indent=2, sort_keys=True, default=str)
+    lines.extend("  " + line for line in body.splitlines())
+    tasks = execution.get("tasks")
+    if tasks:
+        lines.append("tasks (in the order their outcomes reached the engine):")
+        lines.append("  %7s %7s  %-10s %s" % ("start", "took", "status", "task -> action"))
+        lines.extend(_task_lines(tasks, ""))
+    if execution["status"] == "paused":
+        lines.append("The workflow is waiting on an inquiry (core.ask): run again with "
+                     "--answer approve|reject|timeout.")
+    return "\n".join(lines)
+
+
+def _task_lines(tasks, prefix):
+    out = []
+    for t in tasks:
+        name = prefix + t["id"] + ("" if t.get("item_id") is None else "[%s]" % t["item_id"])
+        out.append("  %6.1fs %6.1fs  %-10s %s -> %s" % (t["start"], t["duration"], t["status"],
+                                                       name, t.get("action") or "-"))
+        if t.get("tasks"):
+            out.extend(_task_lines(t["tasks"], name + "/"))
+    return out
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        params = split_params(args.params)
+    except PackError as exc:
+        sys.stderr.write("st2-run: %s\n" % exc)
+        return 2
+    answer, answers = split_answers(args.answer)
+    try:
+        execution = run_action(args.pack, args.ref, params, from_cli=True, config=args.config,
+                               answer=answer, answers=answers, datastore_path=args.datastore,
+                               user=args.user, progress=None if args.quiet else sys.stderr)
+    except PackError as exc:
+        sys.stderr.write("st2-run: %s\n" % exc)
+        return 1
+    except KeyboardInterrupt:
+        kill_all()
+        sys.stderr.write("st2-run: interrupted\n")
+        return 130
+    if args.json:
+        sys.stdout.write(json.dumps(execution, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        sys.stdout.write(summary(execution) + "\n")
+    return 0 if execution["status"] == "succeeded" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
