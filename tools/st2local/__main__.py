@@ -37,7 +37,7 @@ def parse_args(argv):
     parser.add_argument("--pack", default=os.environ.get("ST2LOCAL_PACK", os.getcwd()),
                         help="pack directory (default: the repository root)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value may come after the options
 
 
 def split_params(items):

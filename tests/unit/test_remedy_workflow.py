@@ -1,0 +1,183 @@
+"""The real actions/workflows/remedy.yaml conducted by the real Orquesta engine (1.2.0, via
+tools/st2local) on every path, with the cloud-facing actions scripted (their logic is tested
+on the lab) and the report action run for real. Python 3.8 only (orquesta 1.2.0)."""
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("orquesta")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import st2local  # noqa: E402
+from st2local import py_result  # noqa: E402
+
+from dvremedy.classify import classify  # noqa: E402
+from dvremedy.plan import make_plan  # noqa: E402
+from test_classify_plan import SERVER, VOLUME, broken, healthy  # noqa: E402
+
+P = "dangling_volume."
+
+
+def identify_result(views, detach=True, allow=False):
+    verdict = classify(views)
+    return {"views": views, "classification": verdict,
+            "plan": make_plan(views, verdict, detach, allow)}
+
+
+def ok_step(step, changed=True, **facts):
+    return py_result(dict({"step": step, "changed": changed, "did": step + " done"}, **facts))
+
+
+def failed_step(step, message):
+    return py_result({"error": {"kind": "command", "step": step, "message": message}},
+                     status="failed")
+
+
+def verify_result(consistent=True, disk_left=False):
+    return ok_step("verify", False, consistent=consistent, expect="detached",
+                   disk_left_on_domain=disk_left,
+                   classification={"class": "healthy" if consistent else "nova_only",
+                                   "problems": [] if consistent else ["nova_only"]})
+
+
+def scripted(views, **overrides):
+    """Every cloud-facing action scripted as succeeding; overrides replace some."""
+    ex = {
+        P + "identify": lambda params: py_result(identify_result(
+            views, params["detach"], params["allow_libvirt_detach"])),
+        P + "stop_server": ok_step("stop"),
+        P + "get_connector": ok_step("get_connector", False, connector={"host": "cmp1"}),
+        P + "refresh": ok_step("refresh"),
+        P + "detach": ok_step("detach"),
+        P + "verify": verify_result(),
+        P + "libvirt_detach": ok_step("libvirt_detach"),
+        P + "restore_power": lambda params: ok_step("start", params["power"] == "running",
+                                                    power=params["power"]),
+    }
+    ex.update({P + k: v for k, v in overrides.items()})
+    return ex
+
+
+def remedy(views, executors=None, order=None, **params):
+    parameters = dict({"server_id": SERVER, "volume_id": VOLUME}, **params)
+    execution = st2local.run_action(REPO, P + "remedy", parameters,
+                                    executors=executors or scripted(views),
+                                    completion_order=order, progress=None,
+                                    config={"cloud": "lab"})
+    ran = [t["id"] for t in sorted(execution["tasks"], key=lambda t: t["start"])]
+    report = (execution["result"].get("output") or {}).get("report")
+    return execution["status"], ran, report, execution
+
+
+def params_of(execution, task):
+    return [t for t in execution["tasks"] if t["id"] == task]
+
+
+def test_break_1_runs_the_refresh_path_and_restores_power():
+    status, ran, report, ex = remedy(broken("1"))
+    assert status == "succeeded"
+    assert ran[0] == "identify" and set(ran[1:3]) == {"stop_server", "get_connector"}
+    assert ran[3:] == ["refresh", "detach", "verify", "restore_power", "report_success"]
+    assert report["outcome"] == "remedied" and report["final"]["consistent"] is True
+    assert [s["step"] for s in report["steps"]] == ["stop", "get_connector", "refresh",
+                                                    "detach", "start"]
+    assert "* start: start done" in report["text"]
+
+
+@pytest.mark.parametrize("kind", ["2a", "2b"])
+def test_breaks_2a_and_2b_take_the_same_path(kind):
+    status, ran, report, _ = remedy(broken(kind))
+    assert status == "succeeded" and "refresh" in ran and "restore_power" in ran
+    assert report["class"] == {"2a": "stuck_detaching", "2b": "detach_refused"}[kind]
+
+
+def test_break_4_and_a_healthy_attachment_need_only_the_api_detach():
+    for views in (broken("4"), healthy()):
+        status, ran, report, _ = remedy(views)
+        assert status == "succeeded"
+        assert ran == ["identify", "detach", "verify", "restore_power", "report_success"]
+
+
+def test_healthy_with_detach_false_changes_nothing():
+    status, ran, report, _ = remedy(healthy(), detach=False)
+    assert status == "succeeded" and ran == ["identify", "report_nothing"]
+    assert report["outcome"] == "nothing to do" and report["changed_anything"] is False
+
+
+def test_dry_run_plans_and_changes_nothing():
+    status, ran, report, _ = remedy(broken("2a"), dry_run=True)
+    assert status == "succeeded" and ran == ["identify", "report_dry_run"]
+    assert report["dry_run"] is True and report["plan"]["reset_volume_to"] == "in-use"
+    assert "would run: stop -> get_connector -> refresh -> detach -> verify -> start" \
+        in report["text"]
+
+
+def test_bad_input_fails_at_identify_without_touching_power():
+    ex = scripted(broken("1"), identify=failed_step("identify", "server_id must be a UUID"))
+    status, ran, report, _ = remedy(broken("1"), ex, server_id="1111; reboot")
+    assert status == "failed" and ran == ["identify", "report_failure"]
+    assert report["error"]["message"] == "server_id must be a UUID"
+
+
+@pytest.mark.parametrize("task", ["refresh", "detach", "verify"])
+def test_each_failing_step_restores_power_then_reports_and_fails(task):
+    ex = scripted(broken("1"), **{task: failed_step(task, "%s broke" % task)})
+    status, ran, report, execution = remedy(broken("1"), ex)
+    assert status == "failed"
+    assert ran[-2:] == ["restore_after_failure", "report_failure"]
+    restore = params_of(execution, "restore_after_failure")[0]
+    assert restore["result"]["result"]["power"] == "running"
+    assert report["error"] == {"step": task, "kind": "command", "message": "%s broke" % task}
+    assert "FAILED at %s: %s broke" % (task, task) in report["text"]
+
+
+def test_inconsistent_after_the_remedy_is_a_failure_with_the_reason():
+    ex = scripted(broken("1"), verify=verify_result(consistent=False))
+    status, ran, report, _ = remedy(broken("1"), ex)
+    assert status == "failed" and "restore_after_failure" in ran
+    assert report["error"]["step"] == "verify"
+    assert report["error"]["message"].startswith("still inconsistent after the remedy")
+
+
+@pytest.mark.parametrize("failing", ["stop_server", "get_connector"])
+@pytest.mark.parametrize("order", ["first", "last"])
+def test_a_failing_parallel_branch_restores_power_whichever_finishes_first(failing, order):
+    ex = scripted(broken("1"), **{failing.replace("_server", "_server"): failed_step(
+        failing, "%s broke" % failing)})
+    completion = [failing] if order == "first" else ["*", failing]
+    status, ran, report, _ = remedy(broken("1"), ex, order=completion)
+    assert status == "failed"
+    assert "refresh" not in ran  # the join is never satisfied
+    assert ran[-2:] == ["restore_after_failure", "report_failure"]
+    assert report["error"]["step"] == failing
+
+
+def test_restore_failing_after_a_failure_still_reports():
+    ex = scripted(broken("1"), refresh=failed_step("refresh", "rc 7"),
+                  restore_power=failed_step("start", "server is ERROR"))
+    status, ran, report, _ = remedy(broken("1"), ex)
+    assert status == "failed" and ran[-1] == "report_failure"
+    assert report["error"]["step"] == "refresh"
+    assert any("could not restore the power state" in s["did"] for s in report["steps"])
+
+
+def test_last_resort_runs_only_when_allowed_and_needed():
+    ex = scripted(broken("2b"), verify=[verify_result(False, disk_left=True),
+                                        verify_result(True)])
+    status, ran, report, _ = remedy(broken("2b"), ex, allow_libvirt_detach=True)
+    assert status == "succeeded"
+    assert ran[-4:] == ["libvirt_detach", "verify_after_libvirt", "restore_power",
+                        "report_success"]
+    ex = scripted(broken("2b"), verify=verify_result(False, disk_left=True))
+    status, ran, report, _ = remedy(broken("2b"), ex)
+    assert status == "failed" and "libvirt_detach" not in ran
+
+
+def test_a_stopped_server_is_left_stopped():
+    views = broken("1")
+    views["server"]["status"] = "SHUTOFF"
+    status, ran, report, execution = remedy(views)
+    assert status == "succeeded"
+    assert params_of(execution, "restore_power")[0]["result"]["result"]["power"] == "shutoff"
+    assert report["plan"]["steps"] == ["get_connector", "refresh", "detach", "verify"]
