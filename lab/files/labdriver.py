@@ -35,12 +35,12 @@ guest refuse a live unplug: the disk leaves ``config``, stays in ``live``, and
 
 import contextlib
 import datetime
-import fcntl
-import json
 import os
-import tempfile
 
 from oslo_log import log as logging
+
+# the domain files, shared with virsh.py (lab/up links labdomains.py into the venv)
+from labdomains import all_domains, domain_path, domains_dir, locked, read_domain, write_domain
 
 from nova.compute import power_state
 from nova import exception
@@ -131,61 +131,6 @@ def lab_dir():
     if not path:
         raise RuntimeError('LabDriver: LAB_DIR is not set (the lab sets it for nova-compute)')
     return path
-
-
-def domains_dir():
-    return os.path.join(lab_dir(), 'state', 'domains')
-
-
-def domain_path(uuid):
-    return os.path.join(domains_dir(), '%s.json' % uuid)
-
-
-def read_domain(uuid):
-    try:
-        with open(domain_path(uuid)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-
-
-def all_domains():
-    out = []
-    for entry in sorted(os.listdir(domains_dir())):
-        if entry.endswith('.json') and not entry.startswith('.'):
-            dom = read_domain(entry[:-len('.json')])
-            if dom:
-                out.append(dom)
-    return out
-
-
-@contextlib.contextmanager
-def locked():
-    """Hold the one lock every writer (driver, virsh, tests) takes for an edit."""
-    os.makedirs(domains_dir(), exist_ok=True)
-    with open(os.path.join(domains_dir(), '.lock'), 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def write_domain(dom, event):
-    """Write dom (call with the lock held): temp file in the same directory, then rename."""
-    dom['last_event'] = event
-    dom['updated_at'] = now()
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % dom['uuid'], suffix='.tmp', dir=domains_dir())
-    try:
-        os.fchmod(fd, 0o644)    # mkstemp makes 0600; readers may be other users
-        with os.fdopen(fd, 'w') as f:
-            json.dump(dom, f, indent=2)
-            f.write('\n')
-        os.replace(tmp, domain_path(dom['uuid']))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def refuses_detach(vol):

@@ -23,15 +23,11 @@
 # treats as --live: on a shut-off domain it fails with "domain is not running".
 # The unplug always completes here (a real guest may take its time or never let go).
 
-import contextlib
-import datetime
-import fcntl
-import json
-import os
 import shlex
 import sys
-import tempfile
 from xml.sax.saxutils import escape
+
+import labdomains
 
 RUNNING = 'running'
 SHUT_OFF = 'shut off'
@@ -50,31 +46,17 @@ class VirshError(Exception):
 
 
 def domains_dir():
-    lab = os.environ.get('LAB_DIR')
-    if not lab:
+    try:
+        return labdomains.domains_dir()
+    except labdomains.LabDirMissing:
         raise VirshError('failed to connect to the hypervisor',
                          'LAB_DIR is not set: this virsh reads $LAB_DIR/state/domains')
-    return os.path.join(lab, 'state', 'domains')
 
 
 def load_domains():
     """Every domain, running ones first (numbered 1..n by name), then shut-off ones."""
-    folder = domains_dir()
-    try:
-        entries = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        entries = []
-    doms = []
-    for entry in entries:
-        if entry.startswith('.') or not entry.endswith('.json'):
-            continue
-        try:
-            with open(os.path.join(folder, entry)) as f:
-                dom = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if isinstance(dom, dict) and dom.get('uuid') and dom.get('name'):
-            doms.append(dom)
+    domains_dir()
+    doms = labdomains.all_domains()
     running = sorted((d for d in doms if d.get('power') == RUNNING),
                      key=lambda d: d['name'])
     stopped = sorted((d for d in doms if d.get('power') != RUNNING),
@@ -101,36 +83,12 @@ def lookup(name):
     return found
 
 
-@contextlib.contextmanager
-def locked():
-    folder = domains_dir()
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, '.lock'), 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+locked = labdomains.locked
 
 
 def save(dom, event):
-    """Write dom back (with the lock held): temp file in the same directory, then rename."""
-    dom = {k: v for k, v in dom.items() if not k.startswith('_')}
-    dom['last_event'] = event
-    dom['updated_at'] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec='milliseconds')
-    folder = domains_dir()
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % dom['uuid'], suffix='.tmp', dir=folder)
-    try:
-        os.fchmod(fd, 0o644)    # mkstemp makes 0600; readers may be other users
-        with os.fdopen(fd, 'w') as f:
-            json.dump(dom, f, indent=2)
-            f.write('\n')
-        os.replace(tmp, os.path.join(folder, '%s.json' % dom['uuid']))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write dom back (with the lock held)."""
+    return labdomains.write_domain(dom, event)
 
 
 def disks(dom, inactive=False):

@@ -77,6 +77,7 @@ def _link_driver(s):
     site = next((s.venv / "lib").glob("python3*/site-packages"))
     # nova 34 imports 'nova.virt.' + compute_driver: the lab driver must live in that package.
     _symlink(site / "nova" / "virt" / "labdriver.py", FILES / "labdriver.py")
+    _symlink(site / "labdomains.py", FILES / "labdomains.py")  # labdriver's domain files
     _symlink(site / "lab_sqlite_immediate.py", FILES / "lab_sqlite_immediate.py")
     (site / "lab_sqlite_immediate.pth").write_text("import lab_sqlite_immediate\n")
 
