@@ -18,6 +18,8 @@ if not any(h.name == sys.argv[1] for h in c.compute.hypervisors()):
     problems.append('hypervisor %s not listed (host not mapped)' % sys.argv[1])
 if not any(x.binary == 'cinder-volume' and x.state == 'up' for x in c.block_storage.services()):
     problems.append('cinder-volume not up')
+elif not list(c.block_storage.backend_pools()):
+    problems.append('the Cinder scheduler knows no backend pool yet')
 print('; '.join(problems))
 sys.exit(1 if problems else 0)
 """

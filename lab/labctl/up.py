@@ -97,12 +97,19 @@ def up(s):
     with step("start Placement, Nova and Cinder services"):
         for name, factory, _port in API_SERVICES[1:]:
             _start_api(s, name, factory)
-        for name in ("nova-conductor", "nova-scheduler", "cinder-scheduler", "cinder-volume"):
+        for name in ("nova-conductor", "nova-scheduler", "cinder-scheduler"):
             start_daemon(s, name)
         for name, _f, _p in API_SERVICES[1:]:
             _wait_http(s, name, 90)
     with step("start sshd for the hypervisor and controller hosts"):
         _start_sshd(s)
+    with step("cinder-volume once the Cinder scheduler consumes its queue"):
+        # cinder-volume announces its pools once at start: a scheduler not yet listening
+        # misses it, and every volume create fails (No valid backend) for about a minute.
+        procs.wait_for("a consumer on RabbitMQ queue 'cinder-scheduler'",
+                       lambda: _queue_has_consumer(s, "cinder-scheduler"), 90,
+                       interval=0.5, proc_name="cinder-scheduler", settings=s)
+        start_daemon(s, "cinder-volume")
     with step("nova-compute once the conductor consumes its queue"):
         procs.wait_for("a consumer on RabbitMQ queue 'conductor'",
                        lambda: _queue_has_consumer(s, "conductor"), 90,
