@@ -136,3 +136,39 @@ def test_refresh_exit_codes_surface_as_typed_errors(lab, conn, config, make_serv
     assert ok, result  # a good refresh works from the state a failed one left
     conn.compute.start_server(sid)
     labcloud.server_status(conn, sid, "ACTIVE")
+
+
+def test_refresh_exit_codes_5_6_7_decoded_with_advice(lab, conn, config, make_server):
+    """The transport itself (dvremedy.novamanage over dvremedy.sshclient) against the real
+    nova-manage: the exit codes the steps normally pre-empt still come back typed."""
+    from dvremedy import novamanage
+    from dvremedy.errors import NovaManageError
+    from dvremedy.sshclient import SSHSession, SSHTarget
+    info = make_server()
+    other = make_server(data_volumes=1)
+    sid, vid = info["server_id"], info["volume_ids"][0]
+    s = lab["ssh"]
+
+    def session(host):
+        return SSHSession(SSHTarget(host=host, address=s["hosts"][host], port=s["port"],
+                                    user=s["user"], key_file=s["key_file"],
+                                    known_hosts_file=s["known_hosts_file"]))
+    with session(lab["compute_host"]) as hv, session(lab["controller_host"]) as ctl:
+        good = novamanage.get_connector(hv, ["nova-manage"], expected_host=lab["compute_host"])
+        wrong = novamanage.get_connector(ctl, ["nova-manage"])
+        with pytest.raises(NovaManageError) as exc:
+            novamanage.refresh(ctl, ["nova-manage"], sid, vid, good)
+        assert exc.value.details["exit_code"] == 5
+        conn.compute.stop_server(sid)
+        labcloud.server_status(conn, sid, "SHUTOFF")
+        cases = [(sid, other["volume_ids"][0], good, 6), (sid, vid, wrong, 7)]
+        for server_id, volume_id, connector, rc in cases:
+            with pytest.raises(NovaManageError) as exc:
+                novamanage.refresh(ctl, ["nova-manage"], server_id, volume_id, connector)
+            ev = exc.value.evidence()
+            assert ev["exit_code"] == rc, ev
+            assert ev.get("meaning") and ev.get("advice"), ev
+        listed = ctl.run(["sh", "-c", "ls /tmp | grep -c dvremedy-connector || true"])
+        assert listed.stdout.strip() == "0"  # no connector file left behind
+    conn.compute.start_server(sid)
+    labcloud.server_status(conn, sid, "ACTIVE")

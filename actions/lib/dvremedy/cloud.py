@@ -6,7 +6,7 @@ import time
 
 from dvremedy.errors import CloudError, ConfigError, NotFound, StateError, WaitTimeout
 
-POLL_INTERVAL = 0.5  # waits wake within half a second of a state change
+POLL_INTERVAL = 0.25  # waits wake well within half a second of a state change
 
 
 def connect(settings, cloud=None):
