@@ -85,41 +85,41 @@ def up(s):
                    lambda: _nova_db(s), lambda: _cinder_db(s)])
         _wait_rabbit(s)
         _wal(s)
-    with step("Keystone up and seeded"):
-        _start_api(s, "keystone", "keystone")
+    with step("start every API and sshd; seed Keystone"):
+        # The APIs start together (each takes seconds to import) and need Keystone only at
+        # their first request; the conductor and schedulers log in at start: after the seed.
+        for name, factory, _port in API_SERVICES:
+            _start_api(s, name, factory)
+        hosts.start_sshd(s)
         _wait_http(s, "keystone", 60)
         procs.run(s, [s.bin("python"), str(FILES / "seed.py"), "keystone",
                       str(s.path("lab.json")), str(s.path("secrets.json"))],
                   "seeding Keystone", timeout=120, extra_env=_os_env(s))
-    with step("start Placement, Nova and Cinder services"):
-        for name, factory, _port in API_SERVICES[1:]:
-            _start_api(s, name, factory)
         for name in ("nova-conductor", "nova-scheduler", "cinder-scheduler"):
             start_daemon(s, name)
         for name, _f, _p in API_SERVICES[1:]:
             _wait_http(s, name, 90)
-    with step("start sshd for the hypervisor and controller hosts"):
-        hosts.start_sshd(s)
-    with step("cinder-volume once the Cinder scheduler consumes its queue"):
+    with step("cinder-volume and nova-compute once their peers consume their queues"):
         # cinder-volume announces its pools once at start: a scheduler not yet listening
         # misses it, and every volume create fails (No valid backend) for about a minute.
         procs.wait_for("a consumer on RabbitMQ queue 'cinder-scheduler'",
                        lambda: _queue_has_consumer(s, "cinder-scheduler"), 90,
                        interval=0.5, proc_name="cinder-scheduler", settings=s)
         start_daemon(s, "cinder-volume")
-    with step("nova-compute once the conductor consumes its queue"):
         procs.wait_for("a consumer on RabbitMQ queue 'conductor'",
                        lambda: _queue_has_consumer(s, "conductor"), 90,
                        interval=0.5, proc_name="nova-conductor", settings=s)
         start_daemon(s, "nova-compute")
-    with step("compute and volume services up; map the compute host"):
-        procs.run(s, [s.bin("python"), str(FILES / "seed.py"), "compute",
-                      str(s.path("lab.json")), str(s.path("secrets.json"))],
-                  "seeding Nova", timeout=120, extra_env=_os_env(s))
-        wait_service_up(s, "compute", 120)
-        procs.run(s, [s.bin("nova-manage"), "--config-file", str(s.etc / "nova" / "nova.conf"),
-                      "cell_v2", "discover_hosts"], "nova-manage cell_v2 discover_hosts")
-        wait_service_up(s, "volume", 90)
+    with step("compute and volume services up; map the compute host; the lab's flavor"):
+        def compute():
+            wait_service_up(s, "compute", 120)
+            procs.run(s, [s.bin("nova-manage"), "--config-file",
+                          str(s.etc / "nova" / "nova.conf"), "cell_v2", "discover_hosts"],
+                      "nova-manage cell_v2 discover_hosts")
+        _parallel([compute, lambda: wait_service_up(s, "volume", 90),
+                   lambda: procs.run(s, [s.bin("python"), str(FILES / "seed.py"), "compute",
+                                         str(s.path("lab.json")), str(s.path("secrets.json"))],
+                                     "seeding Nova", timeout=120, extra_env=_os_env(s))])
     with step("readiness check"):
         procs.wait_for("every readiness check to pass", lambda: ready(s, quiet=True), 60,
                        interval=1)
