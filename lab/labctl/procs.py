@@ -110,6 +110,21 @@ def stop_service(settings, name, grace=10.0, log=print):
     stop_services(settings, [name], grace=grace, log=log)
 
 
+def rss_mib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def group_members(pgid):
+    return _group_members(pgid)
+
+
 def _group_members(pgid):
     members = []
     for entry in os.listdir("/proc"):

@@ -57,12 +57,24 @@ def ready(s, quiet=False):
 
 def status(s):
     running = running_services(s)
+    seen, total = set(), 0.0
     for name in SERVICES:
         pid = procs.read_pid(s, name)
-        print("  %-17s %s" % (name, ("pid %d" % pid) if name in running else "stopped"))
+        if name not in running:
+            print("  %-17s stopped" % name)
+            continue
+        group = set(procs.group_members(pid) or [pid])  # gunicorn workers, forked children
+        seen |= group
+        rss = sum(procs.rss_mib(p) for p in group)
+        total += rss
+        print("  %-17s pid %-7d %6.0f MiB RSS" % (name, pid, rss))
+    others = [p for p in procs.marked_pids(s) if p not in seen]  # epmd, helpers, sessions
+    total += sum(procs.rss_mib(p) for p in others)
     if not running:
         print("lab is down (%s)" % s.lab_dir)
         return 3
+    print("  all lab processes: %.0f MiB RSS (%d outside the services' groups)"
+          % (total, len(others)))
     ok = ready(s)
     print("lab is %s" % ("READY" if ok else "NOT ready"))
     return 0 if ok else 1
