@@ -100,12 +100,11 @@ def test_base_sensor_has_exactly_six_abstract_methods():
     assert isinstance(Sensor, abc.ABCMeta)
 
 
-class Passive(Sensor):
+class NoOpHooks(object):
+    """The sensor contract's methods these tests do not exercise."""
+
     def setup(self):
         pass
-
-    def run(self):
-        return "ran"
 
     def cleanup(self):
         pass
@@ -118,6 +117,11 @@ class Passive(Sensor):
 
     def remove_trigger(self, trigger):
         pass
+
+
+class Passive(NoOpHooks, Sensor):
+    def run(self):
+        return "ran"
 
 
 def test_sensor_keeps_service_and_config():
@@ -138,30 +142,15 @@ class Stop(Exception):
     pass
 
 
-class Poller(PollingSensor):
+class Poller(NoOpHooks, PollingSensor):
     def __init__(self, *args, **kwargs):
         super(Poller, self).__init__(*args, **kwargs)
         self.polls = 0
-
-    def setup(self):
-        pass
 
     def poll(self):
         self.polls += 1
         if self.polls == 3:
             raise Stop()
-
-    def cleanup(self):
-        pass
-
-    def add_trigger(self, trigger):
-        pass
-
-    def update_trigger(self, trigger):
-        pass
-
-    def remove_trigger(self, trigger):
-        pass
 
 
 def test_polling_sensor_loop_polls_then_sleeps_the_interval(monkeypatch):

@@ -10,7 +10,7 @@ from dvremedy.settings import require_uuid
 def identify(ctx, server_id, volume_id, detach=True, allow_libvirt_detach=False):
     server_id = require_uuid("server_id", server_id)
     volume_id = require_uuid("volume_id", volume_id)
-    seen = views.identify(ctx.conn, _SessionsByHost(ctx), ctx.settings, server_id, volume_id)
+    seen = views.identify(ctx.conn, ctx.ssh, ctx.settings, server_id, volume_id)
     verdict = classify.classify(seen)
     return {"views": seen, "classification": verdict,
             "plan": plan.make_plan(seen, verdict, detach, allow_libvirt_detach)}
@@ -71,9 +71,7 @@ def refresh(ctx, server_id, volume_id, connector):
     server_id = require_uuid("server_id", server_id)
     volume_id = require_uuid("volume_id", volume_id)
     srv = server_state(ctx.conn, server_id)
-    if not isinstance(connector, dict):
-        raise InputError("connector must be the object get_connector returned", step="refresh")
-    novamanage.parse_connector(_json(connector), expected_host=srv.compute_host)
+    novamanage.validate_connector(connector, expected_host=srv.compute_host)
     if srv.status != "SHUTOFF":
         raise StateError("server %s is %s: refresh needs it stopped (nova-manage rc 5)"
                          % (server_id, srv.status), step="refresh", status=srv.status)
@@ -124,7 +122,7 @@ def verify(ctx, server_id, volume_id, expect="detached"):
     """What the cloud says now, in all three views; success is agreement, not a return code."""
     server_id = require_uuid("server_id", server_id)
     volume_id = require_uuid("volume_id", volume_id)
-    seen = views.identify(ctx.conn, _SessionsByHost(ctx), ctx.settings, server_id, volume_id)
+    seen = views.identify(ctx.conn, ctx.ssh, ctx.settings, server_id, volume_id)
     verdict = classify.classify(seen)
     disk_left = bool(seen["hypervisor"]["live"] or seen["hypervisor"]["config"])
     if expect == "detached":
@@ -167,16 +165,6 @@ def libvirt_detach(ctx, server_id, volume_id, allow=False):
 
 # helpers -------------------------------------------------------------------------------------
 
-class _SessionsByHost:
-    """views.identify wants pool.get(host)."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    def get(self, host):
-        return self.ctx.ssh(host)
-
-
 def _did(step, changed, text, **facts):
     out = {"step": step, "changed": changed, "did": text}
     out.update(facts)
@@ -199,8 +187,3 @@ def _staging(settings):
     if settings.staging == "shared_dir":
         return {"shared_dir": settings.shared_dir, "container_dir": settings.container_dir}
     return None
-
-
-def _json(obj):
-    import json
-    return json.dumps(obj)

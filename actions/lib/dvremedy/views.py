@@ -57,7 +57,7 @@ def hypervisor_view(ssh_session, virsh, domain, volume_id):
     return view
 
 
-def identify(conn, ssh_pool, settings, server_id, volume_id):
+def identify(conn, ssh_for_host, settings, server_id, volume_id):
     """All three views of (server, volume), plus the server's facts. A hypervisor that cannot
     be read is reported as unreachable with the reason, never silently left out."""
     server = server_facts(conn, server_id)
@@ -70,7 +70,7 @@ def identify(conn, ssh_pool, settings, server_id, volume_id):
                   "config": []}
     if server["compute_host"] and server["instance_name"]:
         try:
-            session = ssh_pool.get(server["compute_host"])
+            session = ssh_for_host(server["compute_host"])
             hypervisor = hypervisor_view(session, settings.virsh, server["instance_name"],
                                          volume_id)
         except RemedyError as exc:
