@@ -59,15 +59,21 @@ def scripted(views, **overrides):
     return ex
 
 
-def remedy(views, executors=None, order=None, **params):
+def remedy(views, executors=None, order=None, config=None, answer=None, datastore=None,
+           **params):
+    """Conduct the remedy; `ran` is the task order after `admit` (always first) without the
+    action-less fork point `begin_refresh`."""
     parameters = dict({"server_id": SERVER, "volume_id": VOLUME}, **params)
     execution = st2local.run_action(REPO, P + "remedy", parameters,
                                     executors=executors or scripted(views),
                                     completion_order=order, progress=None,
-                                    config={"cloud": "lab"})
+                                    config=dict({"cloud": "lab"}, **(config or {})),
+                                    answer=answer, datastore_path=datastore)
     ran = [t["id"] for t in sorted(execution["tasks"], key=lambda t: t["start"])]
+    assert ran[0] == "admit", ran
     report = (execution["result"].get("output") or {}).get("report")
-    return execution["status"], ran, report, execution
+    return (execution["status"], [t for t in ran[1:] if t != "begin_refresh"], report,
+            execution)
 
 
 def params_of(execution, task):

@@ -5,8 +5,15 @@ what the workflow collected, readable by a machine (the dict) and a person (`tex
 PLAN_FIELDS = ("action", "steps", "reasons", "original_power", "reset_volume_to")
 
 
+# outcomes that end the run with nothing changed, on purpose (the workflow still succeeds)
+DECLINED = {"rejected": "the approval was rejected: nothing was changed",
+            "approval timed out": "nobody answered the approval in time: nothing was changed",
+            "capped": "not started"}
+
+
 def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None, error=None,
-                 failed_step=None, dry_run=False):
+                 failed_step=None, dry_run=False, mode="manual", triggered_by=None,
+                 approval=None):
     plan = plan or {}
     steps = [s for s in (steps or []) if isinstance(s, dict)]
     changed = [s for s in steps if s.get("changed")]
@@ -18,9 +25,18 @@ def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None,
         "changed_anything": bool(changed),
         "final": _final(final),
         "error": _error(error, failed_step),
+        "mode": mode or "manual", "triggered_by": dict(triggered_by or {}),
+        "approval": _approval(approval),
     }
     report["text"] = _text(report)
     return report
+
+
+def _approval(approval):
+    """The approval as asked and answered: {asked, answer, route} or None when not asked."""
+    if not isinstance(approval, dict) or not approval:
+        return None
+    return {k: approval.get(k) for k in ("asked", "answer", "route", "reason") if k in approval}
 
 
 def _final(final):
@@ -53,6 +69,11 @@ def _error(error, failed_step):
 
 def _text(r):
     lines = ["volume %s on server %s: %s" % (r["volume_id"], r["server_id"], r["outcome"])]
+    origin = r["triggered_by"]
+    if r["mode"] != "manual" or origin.get("source") not in (None, "operator"):
+        lines.append("%s run, started by %s" % (r["mode"], ", ".join(
+            "%s %s" % (k, origin[k]) for k in ("source", "event_type", "message_id", "user",
+                                               "execution_id") if origin.get(k))))
     if r["class"]:
         lines.append("found: %s%s" % (r["class"], (" (" + ", ".join(r["problems"]) + ")")
                                       if r["problems"] else ""))
@@ -63,6 +84,10 @@ def _text(r):
             r["plan"].get("steps") or ["nothing"]))
     for s in r["steps"]:
         lines.append("  %s %s: %s" % ("*" if s["changed"] else "-", s["step"], s["did"]))
+    if r["approval"] and r["approval"].get("reason"):
+        lines.append("approval: %s" % r["approval"]["reason"])
+    if r["outcome"] in DECLINED:
+        lines.append(DECLINED[r["outcome"]])
     if r["final"]:
         lines.append("now: %s" % ("consistent" if r["final"]["consistent"] else
                                   "still inconsistent: " + ", ".join(r["final"]["problems"])))

@@ -73,6 +73,22 @@ class Settings:
         self.wait_power = _positive(waits, "power", "waits.")
         self.wait_detach = _positive(waits, "detach", "waits.")
         self.wait_volume_state = _positive(waits, "volume_state", "waits.")
+        auto = raw["automatic"]
+        self.max_automatic_per_hour = auto["max_per_hour"]
+        if (not isinstance(self.max_automatic_per_hour, int) or
+                isinstance(self.max_automatic_per_hour, bool) or self.max_automatic_per_hour < 0):
+            raise ConfigError("automatic.max_per_hour must be an integer >= 0, not %r: %s"
+                              % (self.max_automatic_per_hour, RELOAD))
+        self.automatic_pre_approved = bool(auto["pre_approved"])
+        self.approval_route = auto["approval_route"] or "dangling_volume"
+        self.approval_ttl = _positive(auto, "approval_ttl", "automatic.")
+        audit = raw["audit"]
+        self.audit_page_size = _positive_int(audit, "page_size", "audit.")
+        self.audit_hypervisor_concurrency = _positive_int(audit, "hypervisor_concurrency",
+                                                          "audit.")
+        self.audit_stuck_after = _non_negative(audit, "stuck_after", "audit.")
+        self.audit_report_dir = audit["report_dir"] or ""
+        self.audit_sweep_concurrency = _positive_int(audit, "sweep_concurrency", "audit.")
         if self.staging == "shared_dir" and not (self.shared_dir and self.container_dir):
             raise ConfigError("controller.staging is shared_dir but controller.shared_dir or "
                               "controller.container_dir is empty: " + RELOAD)
@@ -106,6 +122,22 @@ def _positive(section, key, prefix=""):
     value = section.get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
         raise ConfigError("%s%s must be a positive number, not %r: %s" % (
+            prefix, key, value, RELOAD))
+    return value
+
+
+def _positive_int(section, key, prefix=""):
+    value = section.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError("%s%s must be a positive whole number, not %r: %s" % (
+            prefix, key, value, RELOAD))
+    return value
+
+
+def _non_negative(section, key, prefix=""):
+    value = section.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ConfigError("%s%s must be a number of 0 or more, not %r: %s" % (
             prefix, key, value, RELOAD))
     return value
 

@@ -1,0 +1,11 @@
+"""st2 glue for dvremedy.admission.admit (see admit.yaml)."""
+from st2common.runners.base_action import Action
+
+from dvremedy.admission import admit
+from dvremedy.glue import run_step
+
+
+class Admit(Action):
+    def run(self, mode, triggered_by=None, user="", execution_id=""):
+        return run_step(self.config, admit, self.logger, store=self.action_service, mode=mode,
+                        triggered_by=triggered_by, user=user, execution_id=execution_id)

@@ -1,0 +1,117 @@
+"""Automatic remedies through the real workflow and the real Orquesta engine (1.2.0, via
+tools/st2local): the approval gate (approved, rejected, timed out, pre-approved, not needed),
+the hourly cap kept in the (local) st2 datastore across runs, and the origin echoed in the
+report. The cloud-facing actions are scripted as in test_remedy_workflow; admit and report run
+for real in their own processes. Python 3.8 only (orquesta 1.2.0)."""
+import json
+
+import pytest
+
+pytest.importorskip("orquesta")
+from test_remedy_workflow import broken, healthy, params_of, remedy  # noqa: E402
+
+SENSOR = {"source": "sensor", "event_type": "compute.exception", "message_id": "m-1",
+          "host": "lab-compute"}
+
+
+@pytest.fixture
+def datastore(tmp_path):
+    return str(tmp_path / "datastore.json")
+
+
+def automatic(views, datastore, answer=None, config=None, **params):
+    return remedy(views, mode="automatic", triggered_by=SENSOR, answer=answer,
+                  datastore=datastore, config=config, **params)
+
+
+def counters(datastore):
+    with open(datastore) as f:
+        keys = json.load(f)
+    return {k: v["value"] for k, v in keys.items()
+            if k.startswith("dangling_volume.automatic_remedies.")}
+
+
+def test_approved_power_off_runs_the_remedy_and_the_report_says_who_started_it(datastore):
+    status, ran, report, execution = automatic(broken("1"), datastore, answer="approve")
+    assert status == "succeeded"
+    assert ran[:2] == ["identify", "ask_approval"] and "stop_server" in ran
+    assert ran[-2:] == ["restore_power", "report_success"]
+    assert report["mode"] == "automatic" and report["outcome"] == "remedied"
+    assert report["triggered_by"]["message_id"] == "m-1"
+    assert report["triggered_by"]["execution_id"] == execution["id"]
+    assert report["approval"]["answer"] == "approved"
+    ask = params_of(execution, "ask_approval")[0]["result"]
+    assert ask["route"] == "dangling_volume" and ask["ttl"] == 60
+    assert ask["schema"]["properties"]["approved"] == dict(
+        ask["schema"]["properties"]["approved"], type="boolean", required=True)
+    assert "Power off server" in ask["schema"]["properties"]["approved"]["description"]
+
+
+DECLINES = [("reject", "rejected"), ("timeout", "approval timed out")]
+
+
+@pytest.mark.parametrize("answer,outcome", DECLINES)
+def test_rejected_or_expired_approval_ends_cleanly_and_changes_nothing(
+        datastore, answer, outcome):
+    status, ran, report, _ = automatic(broken("1"), datastore, answer=answer)
+    assert status == "succeeded"
+    assert ran == ["identify", "ask_approval", "report_declined"]
+    assert report["outcome"] == outcome and report["changed_anything"] is False
+    assert report["steps"] == []
+    assert "nothing was changed" in report["text"]
+
+
+def test_without_an_answer_the_workflow_waits_paused_before_any_power_off(datastore):
+    status, ran, _, _ = automatic(broken("1"), datastore, answer=None)
+    assert status == "paused" and "stop_server" not in ran
+
+
+def test_route_and_ttl_come_from_the_pack_config(datastore):
+    config = {"automatic": {"approval_route": "storage-oncall", "approval_ttl": 15}}
+    _, _, _, execution = automatic(broken("1"), datastore, answer="reject", config=config)
+    ask = params_of(execution, "ask_approval")[0]["result"]
+    assert (ask["route"], ask["ttl"]) == ("storage-oncall", 15)
+
+
+def test_pre_approved_config_skips_the_question(datastore):
+    status, ran, report, _ = automatic(broken("1"), datastore,
+                                       config={"automatic": {"pre_approved": True}})
+    assert status == "succeeded" and "ask_approval" not in ran and "stop_server" in ran
+    assert report["approval"] is None
+
+
+def test_no_question_when_nothing_is_powered_off(datastore):
+    stopped = broken("1")
+    stopped["server"]["status"] = "SHUTOFF"
+    for views in (stopped, healthy(), broken("4")):
+        status, ran, _, _ = automatic(views, datastore)
+        assert status == "succeeded" and "ask_approval" not in ran, ran
+
+
+def test_manual_runs_never_ask_and_never_count(datastore):
+    status, ran, report, _ = remedy(broken("1"), datastore=datastore)
+    assert status == "succeeded" and "ask_approval" not in ran
+    assert report["mode"] == "manual" and report["triggered_by"]["source"] == "operator"
+    assert report["triggered_by"]["user"] == "stanley"
+    with pytest.raises(OSError):
+        counters(datastore)  # no datastore key was ever written
+
+
+def test_the_hourly_cap_stops_the_third_run_and_the_report_says_so(datastore):
+    config = {"automatic": {"max_per_hour": 2, "pre_approved": True}}
+    for _ in range(2):
+        status, ran, _, _ = automatic(healthy(), datastore, config=config)
+        assert status == "succeeded" and "detach" in ran
+    assert list(counters(datastore).values()) == ["2"]
+    status, ran, report, _ = automatic(healthy(), datastore, config=config)
+    assert status == "succeeded" and ran == ["report_capped"]
+    assert report["outcome"] == "capped" and report["changed_anything"] is False
+    assert "hourly cap reached: 2 automatic remedies" in report["text"]
+    assert list(counters(datastore).values()) == ["2"]  # a refused run is not counted
+
+
+def test_a_cap_of_zero_turns_automatic_remedies_off(datastore):
+    status, ran, report, _ = automatic(broken("1"), datastore,
+                                       config={"automatic": {"max_per_hour": 0}})
+    assert status == "succeeded" and ran == ["report_capped"]
+    assert "automatic remedies are off" in report["text"]
