@@ -3,6 +3,9 @@
 The result is plain data (JSON-able): the classifier and the report work on it, tests build it
 by hand. The hypervisor is asked over SSH with `virsh dumpxml` (live and --inactive) and the
 disk is this volume's by its <serial> or alias ua-<volume_id> (openstack.md §5.1)."""
+import functools
+import re
+
 from dvremedy import libvirt
 from dvremedy.cloud import api
 from dvremedy.errors import NotFound, RemedyError
@@ -10,12 +13,12 @@ from dvremedy.errors import NotFound, RemedyError
 STEP = "identify"
 
 
-def server_facts(conn, server_id):
+def server_facts(conn, server_id, step=STEP):
     try:
-        with api("GET server %s" % server_id, STEP):
+        with api("GET server %s" % server_id, step):
             srv = conn.compute.get_server(server_id)
     except NotFound:
-        raise NotFound("server %s does not exist (Nova answered 404)" % server_id, step=STEP)
+        raise NotFound("server %s does not exist (Nova answered 404)" % server_id, step=step)
     return {
         "id": srv.id, "name": srv.name, "status": srv.status, "vm_state": srv.vm_state,
         "task_state": srv.task_state, "power_state": srv.power_state,
@@ -25,9 +28,9 @@ def server_facts(conn, server_id):
     }
 
 
-def nova_view(conn, server_id):
+def nova_view(conn, server_id, step=STEP):
     """Nova's attachments at compute 2.89: volume id -> device, attachment id, BDM uuid."""
-    with api("GET server %s volume attachments" % server_id, STEP):
+    with api("GET server %s volume attachments" % server_id, step):
         rows = list(conn.compute.volume_attachments(server_id))
     return {r.volume_id: {"device": r.device, "attachment_id": r.attachment_id,
                           "bdm_id": r.bdm_id, "delete_on_termination": r.delete_on_termination}
@@ -40,12 +43,17 @@ def cinder_view(conn, volume_id):
         vol = conn.block_storage.get_volume(volume_id)
     with api("GET attachments of volume %s" % volume_id, STEP):
         records = list(conn.block_storage.attachments(volume_id=volume_id))
-    return {
-        "id": vol.id, "name": vol.name, "status": vol.status, "bootable": vol.is_bootable,
-        "updated_at": vol.updated_at, "project_id": getattr(vol, "project_id", None),
-        "attachments": [{"id": a.id, "status": a.status, "server_id": a.instance,
-                         "attached_at": a.attached_at} for a in records],
-    }
+    return dict(_volume_facts(vol), attachments=[_attachment_record(a) for a in records])
+
+
+def _volume_facts(vol):
+    return {"id": vol.id, "name": vol.name, "status": vol.status, "bootable": vol.is_bootable,
+            "updated_at": vol.updated_at, "project_id": getattr(vol, "project_id", None)}
+
+
+def _attachment_record(a):
+    return {"id": a.id, "status": a.status, "server_id": a.instance,
+            "attached_at": a.attached_at}
 
 
 def hypervisor_view(ssh_session, virsh, domain, volume_id):
@@ -77,3 +85,97 @@ def identify(conn, ssh_for_host, settings, server_id, volume_id):
             hypervisor["error"] = exc.evidence()
     return {"server": server, "volume_id": volume_id, "nova": nova.get(volume_id),
             "nova_volume_ids": sorted(nova), "cinder": cinder, "hypervisor": hypervisor}
+
+
+# One server, all of its volumes ---------------------------------------------------------------
+
+SERVER_STEP = "attachments"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def server_attachments(conn, ssh_for_host, settings, server_id):
+    """Every volume attached to the server as any of the three views sees it, each as the dict
+    identify() returns (so classify.classify() takes it unchanged).
+
+    Each view is read once for the whole server, not once per volume: one server GET, Nova's
+    attachment list, Cinder's attachment records naming the server, one `virsh dumpxml` pair.
+    Cinder's status needs one volume GET per volume (its API lists volumes by project, not by
+    id). Each volume's `cinder.attachments` holds the records naming THIS server only (enough
+    for the classifier, which looks at no other)."""
+    server = server_facts(conn, server_id, SERVER_STEP)
+    nova = nova_view(conn, server_id, SERVER_STEP)
+    records = server_attachment_records(conn, server_id)
+    hypervisor = {"reachable": False, "domain": server["instance_name"]}
+    disks = {"live": [], "config": []}
+    if server["compute_host"] and server["instance_name"]:
+        try:
+            session = ssh_for_host(server["compute_host"])
+            for key, inactive in (("live", False), ("config", True)):
+                disks[key] = libvirt.domain_disks(session, settings.virsh,
+                                                  server["instance_name"], inactive=inactive)
+            hypervisor["reachable"] = True
+        except RemedyError as exc:
+            hypervisor["error"] = exc.evidence()
+            disks = {"live": [], "config": []}
+    volume_ids = set(nova) | {r["volume_id"] for r in records}
+    volume_ids |= _volumes_on_domain(disks["live"] + disks["config"])
+    volumes = []
+    for volume_id in volume_ids:
+        cinder = _cinder_facts(conn, volume_id)
+        cinder["attachments"] = [{k: v for k, v in r.items() if k != "volume_id"}
+                                 for r in records if r["volume_id"] == volume_id]
+        hyp = dict(hypervisor, live=[], config=[])
+        for key in ("live", "config"):
+            hyp[key] = [d["target"] for d in libvirt.disks_of_volume(disks[key], volume_id)]
+        volumes.append({"server": server, "volume_id": volume_id, "nova": nova.get(volume_id),
+                        "nova_volume_ids": sorted(nova), "cinder": cinder, "hypervisor": hyp})
+    # Nova's device order first (/dev/sda, /dev/sdb, ...); volumes Nova does not list after
+    volumes.sort(key=lambda v: (v["nova"] is None, (v["nova"] or {}).get("device") or "",
+                                v["volume_id"]))
+    return {"server": server, "hypervisor": hypervisor, "volumes": volumes}
+
+
+def server_attachment_records(conn, server_id):
+    """Cinder's attachment records (3.27+) naming the server, in every project (the server's
+    volumes are its project's, not the admin's), from one filtered list."""
+    with api("GET attachments of server %s" % server_id, SERVER_STEP):
+        rows = list(_server_attachment_type().list(
+            conn.block_storage, base_path="/attachments/detail", instance_id=server_id,
+            all_projects=True))
+    # filtered here as well: a Cinder that ignores instance_id must not add others' records
+    return [dict(_attachment_record(a), volume_id=a.volume_id) for a in rows
+            if a.instance == server_id]
+
+
+@functools.lru_cache(maxsize=None)
+def _server_attachment_type():
+    """openstacksdk's Attachment, with the query parameters this list needs declared: openstacksdk
+    4.0.1 (the newest for Python 3.8) knows neither and would drop both without a word."""
+    from openstack import resource
+    from openstack.block_storage.v3.attachment import Attachment
+
+    class ServerAttachment(Attachment):
+        _query_mapping = resource.QueryParameters("instance_id", all_projects="all_tenants")
+    return ServerAttachment
+
+
+def _cinder_facts(conn, volume_id):
+    """The volume as Cinder has it; a volume Cinder no longer knows is a fact, not an error."""
+    try:
+        with api("GET volume %s" % volume_id, SERVER_STEP):
+            return dict(_volume_facts(conn.block_storage.get_volume(volume_id)), exists=True)
+    except NotFound:
+        return {"id": volume_id, "name": None, "status": None, "bootable": None,
+                "updated_at": None, "project_id": None, "exists": False}
+
+
+def _volumes_on_domain(disks):
+    """Volume ids named by Nova's marks on the domain's disks: <serial> or alias ua-<id>."""
+    found = set()
+    for disk in disks:
+        serial = (disk.get("serial") or "").lower()
+        alias = (disk.get("alias") or "").lower()
+        for mark in (serial, alias[len("ua-"):] if alias.startswith("ua-") else ""):
+            if _UUID.match(mark):
+                found.add(mark)
+    return found

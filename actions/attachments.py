@@ -1,0 +1,11 @@
+"""st2 glue for dvremedy.attachments.list_attachments (see attachments.yaml)."""
+from st2common.runners.base_action import Action
+
+from dvremedy.attachments import list_attachments
+from dvremedy.glue import run_step
+
+
+class Attachments(Action):
+    def run(self, server_id, cloud=""):
+        return run_step(self.config, list_attachments, self.logger, cloud=cloud or None,
+                        server_id=server_id)

@@ -1,0 +1,67 @@
+"""The `attachments` step: every volume attached to one server, each classified by the one
+classifier (dvremedy.classify) from the same views the remedy's identify step reads. Read only.
+Takes a glue.StepContext, like the steps in dvremedy.steps."""
+from dvremedy import classify, views
+from dvremedy.settings import require_uuid
+
+
+def list_attachments(ctx, server_id):
+    server_id = require_uuid("server_id", server_id)
+    seen = views.server_attachments(ctx.conn, ctx.ssh, ctx.settings, server_id)
+    rows = [volume_row(v, classify.classify(v)) for v in seen["volumes"]]
+    server = seen["server"]
+    result = {
+        "server": {k: server.get(k) for k in ("id", "name", "status", "compute_host",
+                                              "instance_name")},
+        "hypervisor": seen["hypervisor"],
+        "volumes": rows,
+        "count": len(rows),
+        "unhealthy": sum(1 for r in rows if not r["healthy"]),
+    }
+    result["summary"] = summary(result)
+    return result
+
+
+def volume_row(views_of_volume, verdict):
+    """One volume as a person reads it, from its views and its classification."""
+    nova = views_of_volume["nova"] or {}
+    cinder = views_of_volume["cinder"]
+    hyp = views_of_volume["hypervisor"]
+    return {
+        "volume_id": views_of_volume["volume_id"],
+        "class": verdict["class"],
+        "problems": verdict["problems"],
+        "healthy": verdict["healthy"],
+        "boot_volume": verdict["boot_volume"],
+        "device": nova.get("device"),
+        "nova_attachment_id": nova.get("attachment_id"),
+        "cinder_status": cinder["status"] if cinder.get("exists", True) else "not found",
+        "cinder_attachments": [{"id": a["id"], "status": a["status"]}
+                               for a in cinder["attachments"]],
+        "hypervisor_live": hyp["live"],
+        "hypervisor_config": hyp["config"],
+        "says": verdict["says"],
+    }
+
+
+def summary(result):
+    """A headline and one line per volume, short enough for a chat message."""
+    server = result["server"]
+    lines = ["server %s (%s, %s on %s): %d volume%s attached, %s" % (
+        server["name"], server["id"], server["status"], server["compute_host"] or "no host",
+        result["count"], "" if result["count"] == 1 else "s",
+        "%d need%s attention" % (result["unhealthy"], "s" if result["unhealthy"] == 1 else "")
+        if result["unhealthy"] else "all healthy")]
+    for row in result["volumes"]:
+        line = "  %s %s: %s" % (row["device"] or "-", row["volume_id"], row["class"])
+        if row["boot_volume"]:
+            line += " (boot volume)"
+        if not row["healthy"]:
+            line += "; Nova: %s; Cinder: %s; hypervisor: %s" % (
+                row["says"]["nova"], row["says"]["cinder"], row["says"]["hypervisor"])
+        lines.append(line)
+    if not result["hypervisor"]["reachable"]:
+        error = result["hypervisor"].get("error") or {}
+        lines.append("  the hypervisor could not be read: %s" % error.get(
+            "message", "the server has no compute host or domain"))
+    return "\n".join(lines)

@@ -1,0 +1,11 @@
+"""st2 glue for dvremedy.inquiry.respond_step (see respond.yaml)."""
+from st2common.runners.base_action import Action
+
+from dvremedy.glue import run_step
+from dvremedy.inquiry import respond_step
+
+
+class Respond(Action):
+    def run(self, inquiry_id, approved):
+        return run_step(self.config, respond_step, self.logger, inquiry_id=inquiry_id,
+                        approved=approved)
