@@ -154,3 +154,48 @@ def domain_disks(lab, conn, server_id, inactive=False):
             rows.append({"type": parts[0], "device": parts[1], "target": parts[2],
                          "source": parts[3]})
     return rows
+
+
+def create_project(conn, name, description="made by a test or a benchmark"):
+    """A project of its own, in which the admin cloud's user holds the admin role, so that
+    connect_project() can make servers and volumes there (and an audit be scoped to it)."""
+    idp = conn.identity
+    project = idp.create_project(name=name, domain_id="default", description=description)
+    idp.assign_project_role_to_user(project, conn.current_user_id, idp.find_role("admin"))
+    return project
+
+
+def connect_project(lab, project_id, cloud="lab-admin"):
+    """The admin cloud scoped to another project: what it creates belongs to that project."""
+    os.environ["OS_CLIENT_CONFIG_FILE"] = lab["clouds_yaml"]
+    return openstack.connect(cloud=cloud, project_id=project_id, api_timeout=60)
+
+
+def delete_project(conn, project_id):
+    conn.identity.delete_project(project_id, ignore_missing=True)
+
+
+def purge_project(lab, project_id, parallel=4):
+    """Delete every server and volume of a project, then the project: what a test or a
+    benchmark made there, however far it got (servers in ERROR, orphaned attachments and
+    volumes left in-use included). Returns (servers, volumes) deleted."""
+    import concurrent.futures
+    conn = connect(lab)
+    servers = conn.compute.get("/servers/detail", params={
+        "all_tenants": 1, "project_id": project_id}).json()["servers"]
+
+    def delete_one(server_id):
+        delete_server(connect(lab), server_id)    # one connection per worker thread
+    with concurrent.futures.ThreadPoolExecutor(max(1, parallel)) as pool:
+        list(pool.map(delete_one, [s["id"] for s in servers]))
+    volumes = conn.block_storage.get("/volumes/detail", params={
+        "all_tenants": 1, "project_id": project_id}).json()["volumes"]
+    for vol in volumes:
+        if vol["status"] == "deleting":
+            continue
+        if vol["status"] != "available":
+            conn.block_storage.reset_volume_status(vol["id"], status="available",
+                                                   attach_status="detached")
+        conn.block_storage.delete_volume(vol["id"], ignore_missing=True)
+    delete_project(conn, project_id)
+    return len(servers), len(volumes)

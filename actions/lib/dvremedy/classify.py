@@ -4,10 +4,17 @@ I/O. The remedy's identify step and the cloud-wide audit both use it.
 Input: the dict views.identify() returns (or the audit builds the same shape). Output: a
 classification with every problem seen (one attachment can have several: a detach that failed
 because the backend was down leaves the volume stuck `detaching` AND the disk already gone from
-the domain), the primary class, and whether the attachment is healthy."""
+the domain), the primary class, and whether the attachment is healthy.
+
+The audit also passes `stuck_after` (seconds) and `now`: a volume in a transitional state (or
+a server with a task) last updated less than stuck_after ago is `in_progress`, not stuck,
+since a cloud-wide snapshot catches detaches and attaches half-way. The identify step passes
+neither: it is asked about one attachment an operator already suspects."""
+import datetime
 
 # problem codes, most decisive first (the first one present is the primary class)
 NOT_ATTACHED = "not_attached"            # no view has it: nothing to remedy
+IN_PROGRESS = "in_progress"              # an operation younger than stuck_after (audit only)
 CINDER_ONLY = "cinder_only"              # Cinder holds an attachment Nova does not list
 NOVA_ONLY = "nova_only"                  # Nova lists it, Cinder has no attachment for it
 STUCK_DETACHING = "stuck_detaching"      # volume `detaching` / attachment `error_detaching`
@@ -17,7 +24,7 @@ DETACH_REFUSED = "detach_refused"        # disk live but gone from the next-boot
 MISSING_ON_HYPERVISOR = "missing_on_hypervisor"  # Nova and Cinder agree, the domain has no disk
 HYPERVISOR_ONLY = "hypervisor_only"      # the domain has the disk, Nova does not list it
 HYPERVISOR_UNKNOWN = "hypervisor_unreachable"    # the hypervisor could not be read
-ORDER = [NOT_ATTACHED, CINDER_ONLY, NOVA_ONLY, STUCK_DETACHING, STUCK_ATTACHING,
+ORDER = [NOT_ATTACHED, IN_PROGRESS, CINDER_ONLY, NOVA_ONLY, STUCK_DETACHING, STUCK_ATTACHING,
          ATTACHMENT_MISMATCH, DETACH_REFUSED, MISSING_ON_HYPERVISOR, HYPERVISOR_ONLY,
          HYPERVISOR_UNKNOWN]
 
@@ -26,7 +33,7 @@ DETACHING_STATES = {"detaching", "error_detaching"}
 ATTACHING_STATES = {"attaching", "reserved", "error_attaching"}
 
 
-def classify(views):
+def classify(views, stuck_after=None, now=None):
     server = views["server"]
     nova = views.get("nova")
     cinder = views.get("cinder") or {"status": None, "attachments": []}
@@ -42,14 +49,21 @@ def classify(views):
         problems.append(CINDER_ONLY)
     if nova is not None and not mine:
         problems.append(NOVA_ONLY)
-    if cinder.get("status") in DETACHING_STATES or any(
-            a.get("status") in DETACHING_STATES for a in mine):
+    statuses = [cinder.get("status")] + [a.get("status") for a in mine]
+    detaching = [s for s in statuses if s in DETACHING_STATES]
+    attaching = [s for s in statuses if s in ATTACHING_STATES]
+    failed = any(s.startswith("error_") for s in detaching + attaching)
+    if (detaching or attaching) and not failed and _younger(cinder.get("updated_at"),
+                                                            stuck_after, now):
+        problems.append(IN_PROGRESS)
+    elif detaching:
         problems.append(STUCK_DETACHING)
-    elif cinder.get("status") in ATTACHING_STATES or any(
-            a.get("status") in ATTACHING_STATES for a in mine):
+    elif attaching:
         problems.append(STUCK_ATTACHING)
-    if nova is not None and attached and nova.get("attachment_id") not in {
-            a["id"] for a in attached}:
+    # the audit's fast tier has no attachment id from Nova (no "attachment_id" key): only the
+    # 2.89 read (identify, the audit's deep tier) can show a mismatch
+    if nova is not None and attached and "attachment_id" in nova and \
+            nova["attachment_id"] not in {a["id"] for a in attached}:
         problems.append(ATTACHMENT_MISMATCH)
     if hyp.get("reachable"):
         if nova is not None and hyp.get("live") and not hyp.get("config"):
@@ -61,6 +75,11 @@ def classify(views):
     elif nova is not None or mine:
         problems.append(HYPERVISOR_UNKNOWN)
 
+    # a server busy with a task (deleting, powering off, migrating) changes its attachments:
+    # what looks wrong while the task is young is most likely its work half-done
+    if server.get("task_state") and set(problems) - {IN_PROGRESS, HYPERVISOR_UNKNOWN} and \
+            IN_PROGRESS not in problems and _younger(server.get("updated"), stuck_after, now):
+        problems.append(IN_PROGRESS)
     problems.sort(key=ORDER.index)
     healthy = not problems
     is_boot = bool(nova and server.get("root_device_name") and
@@ -71,8 +90,9 @@ def classify(views):
         "problems": problems,
         "boot_volume": is_boot,
         "says": {
-            "nova": ("attached as %s, attachment %s" % (nova["device"], nova["attachment_id"])
-                     if nova else "not attached"),
+            "nova": ("attached as %s, attachment %s" % (
+                nova.get("device") or "?", nova.get("attachment_id", "not read")) if nova
+                else "not attached"),
             "cinder": "%s; attachments of this server: %s" % (
                 cinder.get("status"),
                 ", ".join("%s %s" % (a["id"], a["status"]) for a in mine) or "none"),
@@ -81,3 +101,30 @@ def classify(views):
                                                         ",".join(hyp.get("config") or []) or "-")),
         },
     }
+
+
+def _younger(timestamp, seconds, now):
+    """True when stuck_after is given and `timestamp` (ISO 8601, UTC, as Nova and Cinder write
+    it, with or without a zone) is less than that many seconds before `now`."""
+    if seconds is None or not timestamp:
+        return False
+    when = parse_time(timestamp)
+    if when is None:
+        return False
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return (now - when).total_seconds() < seconds
+
+
+def parse_time(text):
+    """An API timestamp as an aware UTC datetime, or None when it does not parse."""
+    text = str(text).strip().replace("Z", "+00:00")
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f",
+                "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            when = datetime.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return when
+    return None

@@ -1,0 +1,11 @@
+"""st2 glue for dvremedy.audit.run (see audit.yaml)."""
+from st2common.runners.base_action import Action
+
+from dvremedy import audit
+from dvremedy.glue import run_step
+
+
+class Audit(Action):
+    def run(self, scope="all", project="", host="", deep=False, report_path="", cloud=""):
+        return run_step(self.config, audit.run, self.logger, cloud=cloud or None, scope=scope,
+                        project=project, host=host, deep=deep, report_path=report_path)
