@@ -172,3 +172,24 @@ def test_refresh_exit_codes_5_6_7_decoded_with_advice(lab, conn, config, make_se
         assert listed.stdout.strip() == "0"  # no connector file left behind
     conn.compute.start_server(sid)
     labcloud.server_status(conn, sid, "ACTIVE")
+
+
+def test_identify_sees_the_attachments_of_a_tenants_volume(lab, conn, config):
+    """The admin's token is scoped to its own project; Cinder lists another project's
+    attachment records only with all_tenants. Without it a tenant's healthy attachment
+    would look Nova-only (and be 'remedied')."""
+    import uuid
+    project = labcloud.create_project(conn, "tenant-" + uuid.uuid4().hex[:8])
+    try:
+        tenant = labcloud.connect_project(lab, project.id)
+        info = labcloud.create_server(tenant, "tenant-server", data_volumes=1)
+        vid = info["volume_ids"][0]
+        ok, result = run_step(config, steps.identify, server_id=info["server_id"],
+                              volume_id=vid)
+        assert ok, result
+        assert result["views"]["server"]["project_id"] == project.id
+        assert [a["server_id"] for a in result["views"]["cinder"]["attachments"]] == [
+            info["server_id"]]
+        assert result["classification"]["class"] == "healthy"
+    finally:
+        labcloud.purge_project(lab, project.id)

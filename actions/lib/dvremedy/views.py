@@ -41,9 +41,14 @@ def cinder_view(conn, volume_id):
     """Cinder's volume and every attachment record of it (3.27+: reserved/error rows too)."""
     with api("GET volume %s" % volume_id, STEP):
         vol = conn.block_storage.get_volume(volume_id)
+    # all_tenants: without it Cinder returns only the token's own project's attachments, and
+    # a tenant's healthy attachment would look Nova-only to the admin
     with api("GET attachments of volume %s" % volume_id, STEP):
-        records = list(conn.block_storage.attachments(volume_id=volume_id))
-    return dict(_volume_facts(vol), attachments=[_attachment_record(a) for a in records])
+        records = list(_attachment_list_type().list(
+            conn.block_storage, base_path="/attachments/detail", volume_id=volume_id,
+            all_projects=True))
+    return dict(_volume_facts(vol), attachments=[
+        _attachment_record(a) for a in records if a.volume_id == volume_id])
 
 
 def _volume_facts(vol):
@@ -139,7 +144,7 @@ def server_attachment_records(conn, server_id):
     """Cinder's attachment records (3.27+) naming the server, in every project (the server's
     volumes are its project's, not the admin's), from one filtered list."""
     with api("GET attachments of server %s" % server_id, SERVER_STEP):
-        rows = list(_server_attachment_type().list(
+        rows = list(_attachment_list_type().list(
             conn.block_storage, base_path="/attachments/detail", instance_id=server_id,
             all_projects=True))
     # filtered here as well: a Cinder that ignores instance_id must not add others' records
@@ -148,14 +153,16 @@ def server_attachment_records(conn, server_id):
 
 
 @functools.lru_cache(maxsize=None)
-def _server_attachment_type():
-    """openstacksdk's Attachment, with the query parameters this list needs declared: openstacksdk
-    4.0.1 (the newest for Python 3.8) knows neither and would drop both without a word."""
+def _attachment_list_type():
+    """openstacksdk's Attachment, with the query parameters these lists need declared:
+    openstacksdk 4.0.1 (the newest for Python 3.8) knows none of them and would drop
+    instance_id and all_tenants without a word."""
     from openstack import resource
     from openstack.block_storage.v3.attachment import Attachment
 
     class ServerAttachment(Attachment):
-        _query_mapping = resource.QueryParameters("instance_id", all_projects="all_tenants")
+        _query_mapping = resource.QueryParameters("instance_id", "volume_id",
+                                                  all_projects="all_tenants")
     return ServerAttachment
 
 
