@@ -1,7 +1,7 @@
 """The pack's chat aliases (aliases/*.yaml), matched the way st2 matches a chat line
 (tests/st2alias.py, from stackstorm.md §7): example lines give the intended alias and
-parameters, lines that must not match do not, no line matches two formats (also with the future
-`audit volumes ...` / `sweep volumes ...` aliases), every parameter is one of the action's, and
+parameters, lines that must not match do not, no line matches two formats (the remedy,
+audit and sweep aliases), every parameter is one of the action's, and
 the ack and result texts render with st2's Jinja settings into the intended text."""
 import glob
 import json
@@ -48,6 +48,7 @@ FROM_CHAT = {"source": "chatops", "user": "alice", "channel": "#ops"}
 REMEDY, DRY_RUN = "dangling_volume_remedy", "dangling_volume_remedy_dry_run"
 ATTACHMENTS = "dangling_volume_attachments"
 APPROVE, REJECT = "dangling_volume_approve", "dangling_volume_reject"
+AUDIT, SWEEP = "dangling_volume_audit", "dangling_volume_sweep"
 
 # line -> (alias, parameters extracted from the line, immutable parameters after rendering)
 EXAMPLES = [
@@ -74,6 +75,16 @@ EXAMPLES = [
      {"server_id": SID, "cloud": "lab"}, {}),
     ("approve remedy %s" % IID, APPROVE, {"inquiry_id": IID}, {"approved": True}),
     ("reject remedy %s" % IID, REJECT, {"inquiry_id": IID}, {"approved": False}),
+    ("audit volumes", AUDIT, {}, {"scope": "all"}),
+    ("audit volumes deep=true", AUDIT, {"deep": "true"}, {"scope": "all"}),
+    ("audit volumes of project web-prod", AUDIT + "_project", {"project": "web-prod"},
+     {"scope": "project"}),
+    ("audit volumes on host compute-1", AUDIT + "_host", {"host": "compute-1"},
+     {"scope": "host"}),
+    ("sweep volumes", SWEEP, {}, {"dry_run": False}),
+    ("sweep volumes scope=project project=p1", SWEEP, {"scope": "project", "project": "p1"},
+     {"dry_run": False}),
+    ("dry run sweep volumes", SWEEP + "_dry_run", {}, {"dry_run": True}),
 ]
 
 NOT_MATCHING = [
@@ -84,20 +95,10 @@ NOT_MATCHING = [
     "dry run volume %s on server %s" % (VID, SID),
     "attachments of server", "attachments of server dry_run=true", "attachments %s" % SID,
     "approve remedy", "approve %s" % IID, "remedy approve %s" % IID, "approve remedies",
-    "audit volumes", "audit volumes on host compute-1", "sweep volumes",
-    "sweep volumes older than 2h dry_run=true",
+    "sweep volumes older than 2h dry_run=true", "audit volumes remedy volume x",
+    "audit volumes of project", "audit volumes on host", "audit", "sweep", "dry run sweep",
+    "Audit volumes", "sweep volumes now",
 ]
-
-# what the future aliases may look like: none of them may collide with this pack's formats
-FUTURE = [
-    {"name": "future_audit", "action_ref": "dangling_volume.audit",
-     "formats": ["audit volumes", "audit volumes {{scope}}"]},
-    {"name": "future_sweep", "action_ref": "dangling_volume.sweep",
-     "formats": ["sweep volumes", "sweep volumes {{scope}}", "dry run sweep volumes {{scope}}"]},
-]
-FUTURE_LINES = ["audit volumes", "audit volumes on host compute-1", "sweep volumes",
-                "sweep volumes on server %s dry_run=true" % SID,
-                "dry run sweep volumes of project p1", "audit volumes remedy volume x"]
 
 
 def _cast(alias, params):
@@ -120,16 +121,9 @@ def test_lines_that_must_not_match_do_not(line):
     assert st2alias.matches(ALIASES, line) == []
 
 
-@pytest.mark.parametrize("line", [e[0] for e in EXAMPLES] + NOT_MATCHING + FUTURE_LINES)
-def test_no_line_matches_two_formats_also_beside_the_future_aliases(line):
+@pytest.mark.parametrize("line", [e[0] for e in EXAMPLES] + NOT_MATCHING)
+def test_no_line_matches_two_formats(line):
     assert len(st2alias.matches(ALIASES, line)) <= 1
-    assert len(st2alias.matches(ALIASES + FUTURE, line)) <= 1
-
-
-@pytest.mark.parametrize("line", FUTURE_LINES)
-def test_audit_and_sweep_lines_are_left_to_their_future_aliases(line):
-    assert st2alias.matches(ALIASES, line) == []
-    assert st2alias.resolve(ALIASES + FUTURE, line).alias["name"].startswith("future_")
 
 
 def _literal_heads(aliases):
@@ -146,7 +140,7 @@ def test_formats_start_with_literal_words_none_a_prefix_of_another():
     first placeholder begin another's, cannot both match one line whatever the placeholders
     take in: ambiguity-free by construction, not only for the example lines. (A format with no
     placeholder matches its exact words only.)"""
-    heads = _literal_heads(ALIASES + FUTURE)
+    heads = _literal_heads(ALIASES)
     for name, rep, head in heads:
         assert head.strip() and head[0].isalpha(), (name, rep)
         assert not set(head) & set("^$()[]?*+.|\\"), (name, rep)  # no regex in the words
@@ -478,3 +472,34 @@ def test_the_approval_request_rule_tells_what_to_type_and_those_lines_work():
         match = st2alias.resolve(ALIASES, line)
         assert match.alias["name"] == name
         assert match.parameters == {"inquiry_id": IID, "approved": approved}
+
+
+# audit and sweep from chat -----------------------------------------------------------------------
+
+def test_audit_answers_with_the_counts_and_the_report_path():
+    assert ack(AUDIT + "_project", {"scope": "project", "project": "web"}).startswith(
+        "Auditing the volume attachments of project web (execution %s" % EID)
+    result = {"result": {"complete": False, "counts": {
+        "attachments_checked": 12, "findings": 2, "with_remedy": 1, "needs_operator": 1,
+        "by_class": {"nova_only": 1, "cinder_only": 1}},
+        "hosts_not_seen": [{"host": "cmp9", "reason": "ssh timeout"}],
+        "report": {"json": "/r/a.json", "table": "/r/a.txt"}}}
+    text = result_text(AUDIT + "_project", "succeeded", result,
+                       {"scope": "project", "project": "web"})
+    assert "Audit (project web): 12 attachments checked, 2 findings (1 with a remedy, 1 need " \
+        "an operator)." in text
+    assert "* nova_only: 1" in text and "Not seen: cmp9 (ssh timeout)" in text
+    assert "Report: /r/a.txt" in text and "`dry run sweep volumes`" in text
+    failed = result_text(AUDIT, "failed", {"result": {"error": {"message": "no admin"}}},
+                         {"scope": "all"})
+    assert failed.strip() == "Audit failed: no admin"
+
+
+def test_sweep_answers_with_its_summary_text():
+    summary = {"text": "sweep: 3 finding(s); remedied 1", "report": {"table": "/r/a.txt"}}
+    text = result_text(SWEEP, "succeeded", {"output": {"summary": summary}}, {})
+    assert text.strip().splitlines() == ["sweep: 3 finding(s); remedied 1",
+                                         "Audit report: /r/a.txt"]
+    failed = result_text(SWEEP, "failed", {"output": None, "errors": [{"message": "boom"}]},
+                         {})
+    assert failed.strip() == "Sweep failed: boom"
