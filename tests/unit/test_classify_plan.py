@@ -107,8 +107,15 @@ def test_stopped_server_is_not_stopped_or_started():
     v = broken("2b")
     v["server"]["status"] = "SHUTOFF"
     p = plan_for(v, detach=False, allow_libvirt_detach=True)
-    assert p["steps"] == ["get_connector", "refresh", "verify", "libvirt_detach_if_needed"]
+    # kept attached: no last resort (it would remove the disk the run keeps)
+    assert p["steps"] == ["get_connector", "refresh", "verify"]
     assert p["original_power"] == "shutoff"
+
+
+def test_kept_attached_verifies_after_the_start():
+    """refresh takes the disk off the stopped domain; only a start rebuilds it."""
+    p = plan_for(broken("1"), detach=False)
+    assert p["steps"] == ["stop", "get_connector", "refresh", "start", "verify"]
 
 
 def test_stuck_detaching_resets_to_in_use_when_its_attachment_exists():

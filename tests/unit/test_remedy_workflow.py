@@ -187,3 +187,27 @@ def test_a_stopped_server_is_left_stopped():
     assert status == "succeeded"
     assert params_of(execution, "restore_power")[0]["result"]["result"]["power"] == "shutoff"
     assert report["plan"]["steps"] == ["get_connector", "refresh", "detach", "verify"]
+
+
+def test_kept_attached_the_power_comes_back_before_verify():
+    """detach=false: refresh took the disk off the stopped domain; only a start rebuilds it,
+    so verify runs after restore and success goes straight to the report."""
+    asked = []
+
+    def verify(params):
+        asked.append(params["expect"])
+        return ok_step("verify", False, consistent=True, expect=params["expect"],
+                       disk_left_on_domain=False)
+    status, ran, report, _ = remedy(broken("1"), scripted(broken("1"), verify=verify),
+                                    detach=False)
+    assert status == "succeeded"
+    assert ran[3:] == ["refresh", "restore_before_verify", "verify", "report_success"]
+    assert asked == ["attached"]
+    assert [s["step"] for s in report["steps"]][-1] == "start"
+
+
+def test_kept_attached_and_still_inconsistent_fails_without_the_last_resort():
+    ex = scripted(broken("2b"), verify=verify_result(consistent=False, disk_left=True))
+    status, ran, report, _ = remedy(broken("2b"), ex, detach=False, allow_libvirt_detach=True)
+    assert status == "failed" and "libvirt_detach" not in ran
+    assert ran[-2:] == ["restore_after_failure", "report_failure"]

@@ -73,10 +73,14 @@ def make_plan(views, classification, detach=True, allow_libvirt_detach=False):
         reasons.append("reset the volume to %s first: Cinder reserves only an available "
                        "volume or an in-use one with this server's attachment" % reset_to)
     steps = (["stop"] if running else []) + ["get_connector", "refresh"]
-    steps += (["detach"] if detach else []) + ["verify"]
-    if allow_libvirt_detach:
-        steps.append("libvirt_detach_if_needed")
-    steps += ["start"] if running else []
+    if detach:
+        steps += ["detach", "verify"]
+        if allow_libvirt_detach:
+            steps.append("libvirt_detach_if_needed")
+        steps += ["start"] if running else []
+    else:
+        # refresh took the disk off the stopped domain; a start rebuilds it: verify after
+        steps += (["start"] if running else []) + ["verify"]
     return dict(base, action=REFRESH, stop=running, reset_volume_to=reset_to, steps=steps,
                 reasons=reasons)
 
