@@ -274,6 +274,18 @@ class DetachTracker:
             return self._on_signal(event, now)
         return []
 
+    def is_waiting(self, event):
+        """True while this very event (as fed) is kept: a .start waiting for its .end, or a
+        signal waiting for its .start. The consumer keeps such a message unacknowledged until
+        then, so a restart of the sensor does not lose what the tracker had in memory."""
+        if isinstance(event, DetachStarted):
+            entry = self._starts.get(event.request_id or (event.server_id, event.volume_id))
+        elif isinstance(event, (LegacyDetachError, ComputeException)) and event.request_id:
+            entry = self._signals.get(event.request_id)
+        else:
+            return False
+        return entry is not None and entry[1] is event
+
     def expire(self):
         now = self.clock()
         self._prune(now)

@@ -1,0 +1,92 @@
+"""The dangling_volume.detach_failed sensor (the real class, the SensorService double) against
+the lab's real RabbitMQ, fed by the lab's real Nova: break 2a (cinder-volume down during the
+detach) and break 2b (the guest refuses the detach) each give one dispatch, with the server,
+volume and compute host of the broken attachment. Both breaks finish in seconds (the lab's
+Cinder has rpc_response_timeout = 5, the lab's driver refuses at once), so the sensor sees the
+legacy and versioned signals long before its detach window. The sensor's queue is its own
+(deleted at the end) and the lab is shared: other servers' failures are ignored here."""
+import os
+import sys
+import threading
+import time
+import uuid
+
+import kombu
+import pytest
+
+from conftest import run_lab_tool
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+import st2_sensor_service as st2svc  # noqa: E402
+
+st2svc.put_sensors_on_path()
+import nova_detach_sensor  # noqa: E402
+
+
+@pytest.fixture
+def sensor(lab, tmp_path):
+    queue = "dangling_volume.labtest-%s" % uuid.uuid4().hex[:8]
+    service = st2svc.detach_failed_service(datastore_path=tmp_path / "kv.json")
+    instance = nova_detach_sensor.NovaDetachSensor(service, {"notifications": {
+        "transport_url": lab["amqp_url"], "exchange": lab.get("nova_exchange", "nova"),
+        "queue": queue, "connect_timeout": 5}})
+    instance.setup()
+    thread = threading.Thread(target=instance.run, name="sensor-run", daemon=True)
+    thread.start()
+    try:
+        assert instance.consumer.connected.wait(30), "the sensor did not connect to the lab"
+        yield service
+    finally:
+        instance.cleanup()
+        thread.join(5)
+        with kombu.Connection(lab["amqp_url"], connect_timeout=5) as conn:
+            conn.default_channel.queue_delete(queue)  # a durable queue: never leave it behind
+    assert not thread.is_alive(), "run() did not return after cleanup()"
+    assert service.invalid == []
+
+
+def _dispatches_for(service, volume_id, timeout):
+    def mine(payloads):
+        return [p for p in payloads if p["volume_id"] == volume_id]
+    found = mine(service.wait_for(lambda payloads: mine(payloads), timeout))
+    time.sleep(3)  # a second dispatch (a later signal of the same failure) would show by now
+    return mine(service.payloads(st2svc.TRIGGER_REF)), found
+
+
+def _break(kind, server_id, volume_id):
+    out = run_lab_tool("break", kind, server_id, volume_id)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_break_2a_backend_down_dispatches_once(lab, make_server, sensor):
+    info = make_server()
+    server_id, volume_id = info["server_id"], info["volume_ids"][0]
+    _break("backend-down", server_id, volume_id)
+    payloads, first = _dispatches_for(sensor, volume_id, 60)
+    assert first, "no dispatch for volume %s" % volume_id
+    assert len(payloads) == 1, payloads
+    [payload] = payloads
+    assert (payload["server_id"], payload["volume_id"], payload["host"]) == (
+        server_id, volume_id, lab["compute_host"])
+    assert payload["source"] in ("legacy", "versioned")
+    assert "ClientException" in payload["reason"]
+
+
+def test_break_2b_guest_refuses_dispatches_once(lab, make_server, sensor):
+    info = make_server()
+    server_id, volume_id = info["server_id"], info["volume_ids"][0]
+    try:
+        _break("guest-refuses", server_id, volume_id)
+        payloads, first = _dispatches_for(sensor, volume_id, 60)
+    finally:
+        run_lab_tool("break", "heal-guest", volume_id)
+    assert first, "no dispatch for volume %s" % volume_id
+    assert len(payloads) == 1, payloads
+    [payload] = payloads
+    assert (payload["server_id"], payload["volume_id"], payload["host"]) == (
+        server_id, volume_id, lab["compute_host"])
+    assert payload["source"] in ("legacy", "versioned")
+    assert "DeviceDetachFailed" in payload["reason"] or "Device detach failed" in \
+        payload["reason"]
