@@ -4,8 +4,13 @@ detach) and break 2b (the guest refuses the detach) each give one dispatch, with
 volume and compute host of the broken attachment. Both breaks finish in seconds (the lab's
 Cinder has rpc_response_timeout = 5, the lab's driver refuses at once), so the sensor sees the
 legacy and versioned signals long before its detach window. The sensor's queue is its own
-(deleted at the end) and the lab is shared: other servers' failures are ignored here."""
+(deleted at the end) and the lab is shared: other servers' failures are ignored here.
+Each dispatch then goes the rest of the automatic path: the rule's action parameters are
+rendered from it as st2 renders them (tests/unit/test_rule_render.py), and the remedy runs
+with them through Orquesta (tools/st2-run) in automatic mode, approved, and heals the break."""
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -14,7 +19,8 @@ import uuid
 import kombu
 import pytest
 
-from conftest import run_lab_tool
+from conftest import REPO, run_lab_tool
+from test_pack_remedy import _healed
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if TESTS_DIR not in sys.path:
@@ -23,6 +29,29 @@ import st2_sensor_service as st2svc  # noqa: E402
 
 st2svc.put_sensors_on_path()
 import nova_detach_sensor  # noqa: E402
+
+sys.path.insert(0, os.path.join(TESTS_DIR, "unit"))
+from test_rule_render import render_rule  # noqa: E402
+
+
+def _rule_runs_the_remedy(lab, payload, tmp_path):
+    """What st2 does with the dispatch: the rule renders the remedy's parameters from the
+    trigger, the remedy runs (automatic mode; the approval answered yes)."""
+    _, params = render_rule(payload)
+    assert params["mode"] == "automatic"
+    argv = ["%s=%s" % (k, json.dumps(v) if isinstance(v, dict) else v)
+            for k, v in params.items()]
+    proc = subprocess.run(
+        [os.path.join(REPO, "tools", "st2-run"), "dangling_volume.remedy"] + argv +
+        ["--config", os.path.join(lab["lab_dir"], "dangling_volume.yaml"), "--json",
+         "--answer", "approve", "--datastore", str(tmp_path / "remedy-kv.json")],
+        capture_output=True, text=True, timeout=900)
+    execution = json.loads(proc.stdout)
+    assert execution["status"] == "succeeded", json.dumps(execution, indent=1)[-3000:]
+    report = execution["result"]["output"]["report"]
+    assert report["mode"] == "automatic" and report["approval"]["answer"] == "approved"
+    assert report["triggered_by"]["message_id"] == payload["message_id"]
+    return report
 
 
 @pytest.fixture
@@ -60,7 +89,8 @@ def _break(kind, server_id, volume_id):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_break_2a_backend_down_dispatches_once(lab, make_server, sensor):
+def test_break_2a_backend_down_dispatches_once_and_the_rule_heals_it(lab, conn, make_server,
+                                                                    sensor, tmp_path):
     info = make_server()
     server_id, volume_id = info["server_id"], info["volume_ids"][0]
     _break("backend-down", server_id, volume_id)
@@ -72,14 +102,22 @@ def test_break_2a_backend_down_dispatches_once(lab, make_server, sensor):
         server_id, volume_id, lab["compute_host"])
     assert payload["source"] in ("legacy", "versioned")
     assert "ClientException" in payload["reason"]
+    report = _rule_runs_the_remedy(lab, payload, tmp_path)
+    assert report["class"] == "stuck_detaching"
+    _healed(lab, conn, info, volume_id)
 
 
-def test_break_2b_guest_refuses_dispatches_once(lab, make_server, sensor):
+def test_break_2b_guest_refuses_dispatches_once_and_the_rule_heals_it(lab, conn, make_server,
+                                                                     sensor, tmp_path):
     info = make_server()
     server_id, volume_id = info["server_id"], info["volume_ids"][0]
     try:
         _break("guest-refuses", server_id, volume_id)
         payloads, first = _dispatches_for(sensor, volume_id, 60)
+        if len(payloads) == 1:
+            report = _rule_runs_the_remedy(lab, payloads[0], tmp_path)
+            assert report["class"] == "detach_refused"
+            _healed(lab, conn, info, volume_id)
     finally:
         run_lab_tool("break", "heal-guest", volume_id)
     assert first, "no dispatch for volume %s" % volume_id
