@@ -101,31 +101,36 @@ def delete_queue(url, name):
         conn.default_channel.queue_delete(name)
 
 
+def raw_consume(url, name, on_message, connected, stop):
+    """A plain kombu consumer on the bench queue until `stop`: the baseline the sensor is
+    measured against (it only acks, in on_message)."""
+    with kombu.Connection(url, connect_timeout=5) as conn:
+        queue = kombu.Queue(name, exchange=wire.nova_exchange(), durable=True,
+                            auto_delete=False)
+        consumer = kombu.Consumer(conn.channel(), queues=[queue], on_message=on_message,
+                                  auto_declare=False)
+        consumer.qos(prefetch_count=nc.PREFETCH_COUNT)
+        consumer.consume()
+        connected.set()
+        while not stop.is_set():
+            try:
+                conn.drain_events(timeout=0.2)
+            except socket.timeout:
+                pass
+
+
 def drain_raw(url, name, count):
     """The baseline: a kombu consumer that acks each message and does nothing else. Run, like
     the sensor, in a thread of its own while this thread watches its count every 2 ms."""
-    exchange = wire.nova_exchange()
     done, connected, stop, cpu = [0], threading.Event(), threading.Event(), [0.0]
+
+    def on_message(message):
+        message.ack()
+        done[0] += 1
 
     def consume():
         cpu0 = time.thread_time()
-        with kombu.Connection(url, connect_timeout=5) as conn:
-            channel = conn.channel()
-            queue = kombu.Queue(name, exchange=exchange, durable=True, auto_delete=False)
-
-            def on_message(message):
-                message.ack()
-                done[0] += 1
-            consumer = kombu.Consumer(channel, queues=[queue], on_message=on_message,
-                                      auto_declare=False)
-            consumer.qos(prefetch_count=nc.PREFETCH_COUNT)
-            consumer.consume()
-            connected.set()
-            while not stop.is_set():
-                try:
-                    conn.drain_events(timeout=0.2)
-                except socket.timeout:
-                    pass
+        raw_consume(url, name, on_message, connected, stop)
         cpu[0] = time.thread_time() - cpu0
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
@@ -266,19 +271,7 @@ def latency(url, kind, seconds, rate, datastore_dir):
             message.ack()
 
         def consume():
-            with kombu.Connection(url, connect_timeout=5) as conn:
-                channel = conn.channel()
-                queue = kombu.Queue(name, exchange=wire.nova_exchange(), durable=True)
-                consumer = kombu.Consumer(channel, queues=[queue], on_message=on_message,
-                                          auto_declare=False)
-                consumer.qos(prefetch_count=nc.PREFETCH_COUNT)
-                consumer.consume()
-                connected.set()
-                while not stop.is_set():
-                    try:
-                        conn.drain_events(timeout=0.2)
-                    except socket.timeout:
-                        pass
+            raw_consume(url, name, on_message, connected, stop)
         declare_queue(url, name)
         thread = threading.Thread(target=consume, daemon=True)
         thread.start()

@@ -201,7 +201,7 @@ def _look_up_unlisted(conn, inv, pages, versions, say):
         for sid in server_ids:
             inv["servers"][sid] = inventory.get_server(conn, sid, pages, versions["compute"])
         for vid in volume_ids:
-            inv["volumes"][vid] = inventory.get_volume(conn, vid, versions["volume"], pages)
+            inv["volumes"][vid] = inventory.get_volume(conn, vid, pages, versions["volume"])
 
 
 def _report(inv, final, now, stuck_after, deep, versions, pages, cloud_name, compute_hosts,

@@ -27,22 +27,9 @@ class StepContext:
     def ssh(self, host):
         """The SSH session to a Nova host name (one per host within an action)."""
         if host not in self._sessions:
-            from dvremedy.sshclient import SSHSession, SSHTarget
-            s = self.settings
-            s.require_ssh()
-            jump = None
-            if s.ssh_jump_host:
-                jump = SSHTarget(host=s.ssh_jump_host, address=s.ssh_jump_host,
-                                 port=s.ssh_jump_port, user=s.ssh_user, key_file=s.ssh_key_file,
-                                 known_hosts_file=s.ssh_known_hosts, jump=None,
-                                 connect_timeout=s.ssh_connect_timeout,
-                                 command_timeout=s.ssh_command_timeout)
-            target = SSHTarget(host=host, address=s.address_for(host), port=s.ssh_port,
-                               user=s.ssh_user, key_file=s.ssh_key_file,
-                               known_hosts_file=s.ssh_known_hosts, jump=jump,
-                               connect_timeout=s.ssh_connect_timeout,
-                               command_timeout=s.ssh_command_timeout)
-            session = SSHSession(target)
+            from dvremedy.sshclient import SSHSession
+            self.settings.require_ssh_key()
+            session = SSHSession(ssh_target(self.settings, host))
             session.__enter__()
             self._sessions[host] = session
         return self._sessions[host]
@@ -73,6 +60,24 @@ class StepContext:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def ssh_target(settings, host):
+    """How to reach a Nova host name over SSH, from the pack's settings (a jump host included):
+    the one place the remedy's steps and the audit's hypervisor reads build it."""
+    from dvremedy.sshclient import SSHTarget
+    s = settings
+    jump = None
+    if s.ssh_jump_host:
+        jump = SSHTarget(host=s.ssh_jump_host, address=s.ssh_jump_host, port=s.ssh_jump_port,
+                         user=s.ssh_user, key_file=s.ssh_key_file,
+                         known_hosts_file=s.ssh_known_hosts, jump=None,
+                         connect_timeout=s.ssh_connect_timeout,
+                         command_timeout=s.ssh_command_timeout)
+    return SSHTarget(host=host, address=s.address_for(host), port=s.ssh_port, user=s.ssh_user,
+                     key_file=s.ssh_key_file, known_hosts_file=s.ssh_known_hosts, jump=jump,
+                     connect_timeout=s.ssh_connect_timeout,
+                     command_timeout=s.ssh_command_timeout)
 
 
 def run_step(config, step, logger=None, cloud=None, **params):

@@ -16,26 +16,10 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _VOLUME_IN_SOURCE = re.compile(r"volume-(%s)" % _UUID.pattern)
 
 
-def ssh_target(settings, host):
-    """How to reach a hypervisor: the pack's SSH settings (a jump host included). Unlike the
-    remedy, the audit needs no controller, so it does not insist on one."""
-    from dvremedy.sshclient import SSHTarget
-    s = settings
-    jump = None
-    if s.ssh_jump_host:
-        jump = SSHTarget(host=s.ssh_jump_host, address=s.ssh_jump_host, port=s.ssh_jump_port,
-                         user=s.ssh_user, key_file=s.ssh_key_file,
-                         known_hosts_file=s.ssh_known_hosts, jump=None,
-                         connect_timeout=s.ssh_connect_timeout,
-                         command_timeout=s.ssh_command_timeout)
-    return SSHTarget(host=host, address=s.address_for(host), port=s.ssh_port, user=s.ssh_user,
-                     key_file=s.ssh_key_file, known_hosts_file=s.ssh_known_hosts, jump=jump,
-                     connect_timeout=s.ssh_connect_timeout,
-                     command_timeout=s.ssh_command_timeout)
-
-
 def session_opener(settings):
-    """open_session(host) -> an SSHSession to use as a context manager."""
+    """open_session(host) -> an SSHSession to use as a context manager. The audit needs no
+    controller, only the SSH key (the remedy also needs a controller: settings.require_ssh)."""
+    from dvremedy.glue import ssh_target
     from dvremedy.sshclient import SSHSession
 
     def open_session(host):

@@ -240,15 +240,20 @@ def attachment_record(a):
 
 # -- single reads (suspects, the deep tier) -------------------------------------------------------
 
-def get_server(conn, server_id, pages, microversion):
-    """A server's facts, or None when Nova has no such server."""
-    pages.single("server")
+def _get_one(proxy, kind, item_id, pages, microversion, facts):
+    """One server or volume read by id, as `facts` shapes it, or None when it does not exist."""
+    pages.single(kind)
     try:
-        body = _get(conn.compute, "GET server %s" % server_id, "/servers/%s" % server_id,
+        body = _get(proxy, "GET %s %s" % (kind, item_id), "/%ss/%s" % (kind, item_id),
                     microversion=microversion)
     except NotFound:
         return None
-    return server_facts(body["server"])
+    return facts(body[kind])
+
+
+def get_server(conn, server_id, pages, microversion):
+    """A server's facts, or None when Nova has no such server."""
+    return _get_one(conn.compute, "server", server_id, pages, microversion, server_facts)
 
 
 def list_servers_on_host(conn, host, pages, microversion):
@@ -257,15 +262,9 @@ def list_servers_on_host(conn, host, pages, microversion):
     return list_servers(conn, MAX_PAGE, pages, microversion, host=host)
 
 
-def get_volume(conn, volume_id, microversion, pages):
+def get_volume(conn, volume_id, pages, microversion):
     """A volume's facts, or None when Cinder has no such volume."""
-    pages.single("volume")
-    try:
-        body = _get(conn.block_storage, "GET volume %s" % volume_id, "/volumes/%s" % volume_id,
-                    microversion=microversion)
-    except NotFound:
-        return None
-    return volume_facts(body["volume"])
+    return _get_one(conn.block_storage, "volume", volume_id, pages, microversion, volume_facts)
 
 
 def server_attachments(conn, server_id, pages, microversion):

@@ -110,9 +110,14 @@ class Settings:
             raise ConfigError("hosts.address_template %r cannot be filled (%s): it may use "
                               "only {host}; %s" % (self.address_template, exc, RELOAD))
 
-    def require_ssh(self):
+    def require_ssh_key(self):
+        """What any SSH connection needs (reading a hypervisor, too)."""
         if not self.ssh_key_file:
             raise ConfigError("ssh.key_file is empty: " + RELOAD)
+
+    def require_ssh(self):
+        """What the remedy needs: the key, and a controller for refresh."""
+        self.require_ssh_key()
         if not self.controller_hosts:
             raise ConfigError("controller.hosts is empty: name the host(s) where "
                               "`nova-manage volume_attachment refresh` runs; " + RELOAD)
