@@ -41,8 +41,8 @@ import kombu
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(REPO, "tests"), os.path.join(REPO, "tests", "broker")]
-import nova_wire as wire  # noqa: E402
-import rabbitmq_process  # noqa: E402
+from testsupport import nova_wire as wire
+from testsupport import rabbitmq_process
 import st2_sensor_service as st2svc  # noqa: E402
 
 st2svc.put_sensors_on_path()

@@ -12,11 +12,9 @@ import kombu
 import pytest
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
 
-import nova_wire as wire  # noqa: E402
-import rabbitmq_process  # noqa: E402
+from testsupport import nova_wire as wire
+from testsupport import rabbitmq_process
 import st2_sensor_service as st2svc  # noqa: E402
 
 st2svc.put_sensors_on_path()

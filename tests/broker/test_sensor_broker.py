@@ -14,8 +14,8 @@ import time
 import kombu
 import pytest
 
-import nova_wire as wire
-from rabbitmq_process import queue_depth
+from testsupport import nova_wire as wire
+from testsupport.rabbitmq_process import queue_depth
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAYLOAD_KEYS = {"server_id", "volume_id", "host", "reason", "event_type", "message_id",

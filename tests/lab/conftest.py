@@ -7,9 +7,8 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "lab", "files"))
 
-import labcloud  # noqa: E402
+import labcloud
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,9 @@ import pytest
 from conftest import REPO, run_lab_tool
 from test_pack_steps import MALFORMED
 
-sys.path.insert(0, os.path.join(REPO, "actions", "lib"))
-from dvremedy import attachments, glue, libvirt, steps, views  # noqa: E402
-from dvremedy.glue import run_step  # noqa: E402
-from dvremedy.settings import Settings  # noqa: E402
+from dvremedy import attachments, glue, libvirt, steps, views
+from dvremedy.glue import run_step
+from dvremedy.settings import Settings
 
 
 @pytest.fixture(scope="module")

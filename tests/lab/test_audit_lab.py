@@ -17,13 +17,11 @@ import pytest
 import labcloud
 from conftest import REPO, run_lab_tool
 
-sys.path.insert(0, os.path.join(REPO, "actions", "lib"))
-from dvremedy import audit  # noqa: E402
-from dvremedy.cloud import connect  # noqa: E402
-from dvremedy.glue import run_step  # noqa: E402
-from dvremedy.settings import Settings  # noqa: E402
+from dvremedy import audit
+from dvremedy.cloud import connect
+from dvremedy.glue import run_step
+from dvremedy.settings import Settings
 
-sys.path.insert(0, os.path.join(REPO, "lab", "files"))
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,8 @@ import pytest
 import labcloud
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "actions", "lib"))
-from dvremedy import steps  # noqa: E402
-from dvremedy.glue import run_step  # noqa: E402
+from dvremedy import steps
+from dvremedy.glue import run_step
 
 MALFORMED = ["not-a-uuid", "1111; reboot", "$(touch /tmp/pwned)",
              "03549f61-9cee-4bdf-b5e9-39c18d815a06 && true", "'; DROP TABLE"]

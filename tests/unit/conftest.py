@@ -9,26 +9,15 @@ import pytest
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(TESTS_DIR)
-for _path in (os.path.join(REPO, "actions", "lib"), TESTS_DIR):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
-import sshd as sshd_helper  # noqa: E402  (tests/sshd.py, on the path just above)
+from testsupport import sshd as sshd_helper
 
 
 @pytest.fixture(scope="session")
 def sshd_privsep_dir():
-    """ensure() makes sshd's /run/sshd when missing (checked before every start, since a
-    lab/down elsewhere may remove it); at the end of the run it is removed only if this run
-    made it."""
-    created = []
-
-    def ensure():
-        if sshd_helper.ensure_privsep_dir():
-            created.append(sshd_helper.PRIVSEP_DIR)
-    yield ensure
-    if created:
-        sshd_helper.remove_privsep_dir()
+    """ensure() makes sshd's /run/sshd when missing (checked before every start). It is never
+    removed: a lab's sshd, or any other sshd on this machine, needs it while it runs."""
+    return sshd_helper.ensure_privsep_dir
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from dvremedy.glue import StepContext
 from dvremedy.settings import Settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tools"))
-from st2local.datastore import ActionService, ActionWrapperInfo, Datastore  # noqa: E402
+from st2local.datastore import ActionService, ActionWrapperInfo, Datastore
 
 NOON = datetime.datetime(2026, 11, 25, 12, 30)
 

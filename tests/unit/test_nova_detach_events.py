@@ -18,10 +18,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENSORS = os.path.join(REPO, "sensors")
-if SENSORS not in sys.path:
-    sys.path.insert(0, SENSORS)
 
-import nova_detach_events as nde  # noqa: E402
+import nova_detach_events as nde
 
 SAMPLES = os.path.join(REPO, "..", "shared", "reference", "notification-samples")
 

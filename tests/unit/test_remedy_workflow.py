@@ -8,13 +8,12 @@ import pytest
 
 pytest.importorskip("orquesta")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import st2local  # noqa: E402
-from st2local import py_result  # noqa: E402
+import st2local
+from st2local import py_result
 
-from dvremedy.classify import classify  # noqa: E402
-from dvremedy.plan import make_plan  # noqa: E402
-from test_classify_plan import SERVER, VOLUME, broken, healthy  # noqa: E402
+from dvremedy.classify import classify
+from dvremedy.plan import make_plan
+from test_classify_plan import SERVER, VOLUME, broken, healthy
 
 P = "dangling_volume."
 

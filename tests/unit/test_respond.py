@@ -284,7 +284,6 @@ def test_run_step_turns_a_refusal_into_a_failed_result_and_logs_no_token(api, ca
 
 @pytest.fixture
 def run_respond(api, monkeypatch, tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "tools"))
     from st2local import run_action
     monkeypatch.setenv("ST2_ACTION_API_URL", api.api_url)
     monkeypatch.setenv("ST2_ACTION_AUTH_TOKEN", TOKEN)

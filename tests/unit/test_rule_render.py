@@ -19,8 +19,7 @@ import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "sensors"))
-import nova_detach_events as events  # noqa: E402
+import nova_detach_events as events
 
 RULE = os.path.join(REPO, "rules", "remedy_on_detach_failure.yaml")
 ENV = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=True,

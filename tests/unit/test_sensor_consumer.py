@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-import nova_wire as wire
+from testsupport import nova_wire as wire
 import st2_sensor_service as st2svc
 
 st2svc.put_sensors_on_path()

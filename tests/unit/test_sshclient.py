@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import sshd as sshd_helper
+from testsupport import sshd as sshd_helper
 from dvremedy.errors import CommandError, HostKeyError, InputError, SSHError
 from dvremedy.sshclient import SSHPool, SSHSession, SSHTarget, quote_argv
 

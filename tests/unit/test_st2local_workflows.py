@@ -15,9 +15,8 @@ import pytest
 pytest.importorskip("orquesta")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
-from st2local import conduct_workflow, py_result, run_action, wf_result  # noqa: E402
+from st2local import conduct_workflow, py_result, run_action, wf_result
 
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "st2local_pack")
 PACK = "st2local_fixture"

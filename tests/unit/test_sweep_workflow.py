@@ -9,11 +9,10 @@ import pytest
 
 pytest.importorskip("orquesta")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import st2local  # noqa: E402
-from st2local import py_result, wf_result  # noqa: E402
+import st2local
+from st2local import py_result, wf_result
 
-from test_remedy_workflow import broken, scripted  # noqa: E402
+from test_remedy_workflow import broken, scripted
 
 P = "dangling_volume."
 A = ("aaaaaaaa-0000-4000-8000-00000000000%d", "bbbbbbbb-0000-4000-8000-00000000000%d")

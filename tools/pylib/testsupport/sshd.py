@@ -30,19 +30,13 @@ def require_sshd():
 
 
 def ensure_privsep_dir():
-    """Create sshd's privilege-separation directory if needed; True if we created it."""
+    """Create sshd's privilege-separation directory if needed (never removed: every sshd on
+    this machine, the lab's included, needs it while it runs); True if this call made it."""
     if os.geteuid() != 0 or os.path.isdir(PRIVSEP_DIR):
         return False    # a non-root sshd does not use it
     os.makedirs(PRIVSEP_DIR, mode=0o755)
     return True
 
-
-def remove_privsep_dir():
-    """Remove the directory ensure_privsep_dir() created (left alone if something is in it)."""
-    try:
-        os.rmdir(PRIVSEP_DIR)
-    except OSError:
-        pass
 
 
 def free_port():
