@@ -18,7 +18,7 @@ At 2N, in the same run: a naive audit as operators' scripts do it, one server at
 Targets: requests <= pages + suspects + a constant; fast tier at 2N <= 2.1 x at N; the fast
 tier >= 5 x fewer requests and >= 3 x faster than the naive audit.
 
-Run: .venvs/py311/bin/python bench/audit_bench.py [--rounds 3] [--parallel 4]
+Run: bench/run audit_bench.py [--rounds 3] [--parallel 4]
 (lab up; figures to stdout and bench/results/audit.json; everything it made is deleted)."""
 import argparse
 import concurrent.futures
@@ -27,16 +27,14 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(REPO, "lab", "files"), os.path.join(REPO, "actions", "lib")]
-import labcloud  # noqa: E402
-from dvremedy import audit, correlate, hypervisors  # noqa: E402
-from dvremedy.cloud import connect  # noqa: E402
-from dvremedy.settings import Settings  # noqa: E402
+import labcloud
+from dvremedy import audit, correlate, hypervisors
+from dvremedy.cloud import connect
+from dvremedy.settings import Settings
 
 SERVERS_PER_STEP = 25
 DATA_PER_SERVER = 4

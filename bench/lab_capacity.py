@@ -1,17 +1,15 @@
 """Benchmark (not a test): does the lab hold the scale the audit's benchmarks need? Creates
 N servers, each booted from a volume with K data volumes attached (default 60 x (1 + 4) = 300
 volumes), a few at a time, then reports the counts, the time, the lab's RSS, and deletes it
-all again. Run: .venvs/py311/bin/python bench/lab_capacity.py [--servers 60] [--data 4]"""
+all again. Run: bench/run lab_capacity.py [--servers 60] [--data 4]"""
 import argparse
 import concurrent.futures
 import os
 import subprocess
-import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "lab", "files"))
-import labcloud  # noqa: E402
+import labcloud
 
 
 def main():

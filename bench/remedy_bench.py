@@ -10,22 +10,20 @@ behind Nova's back), each timed from its first API call to the server running ag
   with the split per task and the per-action overhead (process start to first API call);
 - runbook: `lab/runbook` (bash, the openstack CLI, nova-manage over ssh, 1 s polling).
 
-Run: .venvs/py311/bin/python bench/remedy_bench.py [--rounds N]  (lab up; results to stdout
+Run: bench/run remedy_bench.py [--rounds N]  (lab up; results to stdout
 and bench/results/remedy.json)."""
 import argparse
 import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(REPO, "lab", "files"), os.path.join(REPO, "actions", "lib")]
-import labcloud  # noqa: E402
-from dvremedy import novamanage  # noqa: E402
-from dvremedy.sshclient import SSHSession, SSHTarget  # noqa: E402
+import labcloud
+from dvremedy import novamanage
+from dvremedy.sshclient import SSHSession, SSHTarget
 
 POLL = 0.1
 
@@ -151,12 +149,11 @@ def remedy_timing(execution):
 _OVERHEAD_PROBE = r"""
 import json, sys, time
 t0 = time.monotonic()
-sys.path.insert(0, sys.argv[1])
 from dvremedy.cloud import connect
 from dvremedy.settings import Settings
 import openstack  # noqa: F401  (what the first call needs, imported lazily by the pack)
 t1 = time.monotonic()
-conn = connect(Settings(json.load(open(sys.argv[2]))))
+conn = connect(Settings(json.load(open(sys.argv[1]))))
 conn.authorize()
 t2 = time.monotonic()
 next(iter(conn.compute.servers(limit=1)), None)
@@ -180,10 +177,11 @@ def action_overhead(lab):
         wrapper.append(json.loads(proc.stdout)["duration"])
     parts = []
     for _ in range(3):
-        proc = subprocess.run([os.path.join(REPO, ".venvs", "py38", "bin", "python"), "-c",
-                               _OVERHEAD_PROBE, os.path.join(REPO, "actions", "lib"),
+        proc = subprocess.run([os.path.join(REPO, ".venvs", "pack-py38", "bin", "python"),
+                               "-c", _OVERHEAD_PROBE,
                                os.path.join(lab["lab_dir"], "dangling_volume.yaml")],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "actions", "lib")))
         parts.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     median = {k: sorted(p[k] for p in parts)[1] for k in parts[0]}
     median["action_wrapper"] = sorted(wrapper)[2]

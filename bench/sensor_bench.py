@@ -1,6 +1,6 @@
 """Benchmark (not a test): the dangling_volume.detach_failed sensor's consumer on a real RabbitMQ
-that this script starts itself (tests/broker/rabbitmq_process.py: 127.0.0.5, free ports, never
-the lab's), with Nova-like traffic of which 99.9 % the pack ignores (instance.update, ~3 kB
+that this script starts itself (tools/pylib/testsupport/rabbitmq_process.py: 127.0.0.5, free
+ports, never the lab's), with Nova-like traffic of which 99.9 % the pack ignores (instance.update, ~3 kB
 bodies in the oslo 2.0 envelope) and 0.1 % detach failures (a legacy detach_volume ERROR, or a
 versioned instance.volume_detach.start + compute.exception pair).
 
@@ -20,7 +20,7 @@ On a shared 2-core machine the broker, the publisher and the consumer compete fo
 rates vary from round to round: the ratio is taken per round (raw and sensor back to back) and
 the consumer thread's CPU time per message is reported as well, which noise affects less.
 
-Run: .venvs/py311/bin/python bench/sensor_bench.py [--messages N] [--rounds R]
+Run: bench/run sensor_bench.py [--messages N] [--rounds R]
      [--latency-seconds S] [--latency-rate R] [--profile]
 (results to stdout and bench/results/sensor.json; exit 1 when a target is missed)"""
 import argparse
@@ -40,13 +40,12 @@ import time
 import kombu
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(REPO, "tests"), os.path.join(REPO, "tests", "broker")]
 from testsupport import nova_wire as wire
 from testsupport import rabbitmq_process
-import st2_sensor_service as st2svc  # noqa: E402
+import st2_sensor_service as st2svc
 
 st2svc.put_sensors_on_path()
-import nova_consumer as nc  # noqa: E402
+import nova_consumer as nc
 
 ROUTING_KEYS = list(nc.DEFAULTS["routing_keys"])
 RELEVANT_EVERY = 1000  # 0.1 %

@@ -91,11 +91,16 @@ def _symlink(target, source):
 
 
 def _python311():
-    for candidate in (sys.executable if sys.version_info[:2] == (3, 11) else None,
-                      shutil.which("python3.11")):
-        if candidate:
+    """The base Python 3.11 by absolute path: DV_PYTHON311, else this interpreter's own base
+    installation (never a venv's python found on PATH: lab/env puts the lab's venv first)."""
+    candidates = [os.environ.get("DV_PYTHON311"),
+                  os.path.join(sys.base_prefix, "bin", "python3.11"),
+                  os.path.expanduser("~/.pyenv/versions/3.11.7/bin/python3.11")]
+    for candidate in candidates:
+        if candidate and os.path.isabs(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise LabError("the lab needs Python 3.11 (nova 34 requires it); none found on PATH")
+    raise LabError("the lab needs Python 3.11 (nova 34 requires it): set DV_PYTHON311 to its "
+                   "absolute path (tried %s)" % ", ".join(c for c in candidates if c))
 
 
 def _check(argv, what, timeout=600):

@@ -1,28 +1,14 @@
 """The lab tier: tests against the real services of the lab (lab/up). tools/run-tests starts
 the lab and sets LAB_REQUIRED=1, so a missing lab fails there; run alone, these tests skip."""
-import os
-import subprocess
-import sys
-
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import labcloud
+from testsupport.lab import running_lab_or_skip
 
 
 @pytest.fixture(scope="session")
 def lab():
-    try:
-        info = labcloud.load_lab()
-    except OSError:
-        info = None
-    if info is None or subprocess.run([os.path.join(REPO, "lab", "status")],
-                                      capture_output=True).returncode != 0:
-        if os.environ.get("LAB_REQUIRED") == "1":
-            pytest.fail("the lab is not up: tools/run-tests should have started it (lab/up)")
-        pytest.skip("the lab is not up: run lab/up to run the lab tier")
-    return info
+    return running_lab_or_skip()
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +29,3 @@ def make_server(conn, request):
     yield make
     for info in made:
         labcloud.delete_server(conn, info["server_id"], info["volume_ids"])
-
-
-def run_lab_tool(*argv, timeout=300):
-    """Run a lab/ tool (cloud, break, runbook) and return the completed process."""
-    return subprocess.run([os.path.join(REPO, "lab", argv[0])] + list(argv[1:]),
-                          capture_output=True, text=True, timeout=timeout)

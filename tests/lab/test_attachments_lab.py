@@ -6,11 +6,10 @@ clear error. Run as st2 runs it (tools/st2-run: its own process, Python 3.8 with
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, run_lab_tool
+from testsupport.lab import REPO, run_lab_tool
 from test_pack_steps import MALFORMED
 
 from dvremedy import attachments, glue, libvirt, steps, views

@@ -8,20 +8,18 @@ import concurrent.futures
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 
 import labcloud
-from conftest import REPO, run_lab_tool
+from testsupport.lab import REPO, run_lab_tool
 
 from dvremedy import audit
 from dvremedy.cloud import connect
 from dvremedy.glue import run_step
 from dvremedy.settings import Settings
-
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import labcloud
-from conftest import run_lab_tool
+from testsupport.lab import run_lab_tool
 from notifications import NotificationCapture
 
 NOT_IN_USE = "Volume status must be 'in-use' and attach_status must be 'attached' to detach"

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import labcloud
-from conftest import REPO, run_lab_tool
+from testsupport.lab import REPO, run_lab_tool
 from test_pack_steps import _state
 
 

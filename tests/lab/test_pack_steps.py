@@ -3,12 +3,10 @@
 and changes nothing; each step is idempotent."""
 import json
 import os
-import sys
 
 import pytest
 
 import labcloud
-from conftest import REPO
 
 from dvremedy import steps
 from dvremedy.glue import run_step

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import labcloud
-from conftest import REPO, run_lab_tool
+from testsupport.lab import REPO, run_lab_tool
 from test_audit_lab import _records
 
 

@@ -38,7 +38,6 @@ def ensure_privsep_dir():
     return True
 
 
-
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,11 +1,11 @@
-"""The lab's own life cycle (runs last in the lab tier: it restarts the lab).
+"""The lab's own life cycle (a pytest run of its own, after the lab tier: it restarts the lab).
 `lab/up` refuses a busy port and names the setting; `lab/down` leaves no port of the lab open
 and no process of it running; a second `lab/up` after `down` works."""
 import os
 import socket
 import subprocess
 
-from conftest import REPO
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _lab(cmd, env=None, timeout=600):
