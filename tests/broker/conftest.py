@@ -2,8 +2,6 @@
 (tests/broker/rabbitmq_process.py: Debian's rabbitmq-server on 127.0.0.5 with free ports, its
 own epmd and data directory), never the lab's. One broker per pytest session; tests that kill
 or restart it leave it running for the next one. Python 3.8 and 3.11."""
-import os
-import sys
 import threading
 import time
 import uuid
@@ -11,15 +9,11 @@ import uuid
 import kombu
 import pytest
 
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 from testsupport import nova_wire as wire
 from testsupport import rabbitmq_process
-import st2_sensor_service as st2svc  # noqa: E402
-
-st2svc.put_sensors_on_path()
-import nova_consumer  # noqa: E402
-import nova_detach_sensor  # noqa: E402
+from testsupport import sensor_service as recording  # not st2tests: see its header
+import nova_consumer
+import nova_detach_sensor
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +84,7 @@ def start_sensor(broker, names, tmp_path):
     def start(service=None, **notifications):
         settings = dict({"transport_url": broker.url, "queue": names["queue"],
                          "connect_timeout": 2, "heartbeat": 10}, **notifications)
-        service = service or st2svc.detach_failed_service(datastore_path=datastore)
+        service = service or recording.detach_failed_service(datastore_path=datastore)
         started.append(RunningSensor(service, {"notifications": settings}))
         return started[-1]
     yield start

@@ -1,17 +1,17 @@
-"""The dangling_volume.detach_failed sensor (the real class, the SensorService double) against
-the lab's real RabbitMQ, fed by the lab's real Nova: break 2a (cinder-volume down during the
-detach) and break 2b (the guest refuses the detach) each give one dispatch, with the server,
-volume and compute host of the broken attachment. Both breaks finish in seconds (the lab's
-Cinder has rpc_response_timeout = 5, the lab's driver refuses at once), so the sensor sees the
-legacy and versioned signals long before its detach window. The sensor's queue is its own
-(deleted at the end) and the lab is shared: other servers' failures are ignored here.
-Each dispatch then goes the rest of the automatic path: the rule's action parameters are
-rendered from it as st2 renders them (tests/unit/test_rule_render.py), and the remedy runs
-with them through Orquesta (tools/st2-run) in automatic mode, approved, and heals the break."""
+"""The dangling_volume.detach_failed sensor (the real class, given the recording sensor service
+of tools/pylib/testsupport/sensor_service.py) against the lab's real RabbitMQ, fed by the lab's
+real Nova: break 2a (cinder-volume down during the detach) and break 2b (the guest refuses the
+detach) each give one dispatch, with the server, volume and compute host of the broken
+attachment. Both breaks finish in seconds (the lab's Cinder has rpc_response_timeout = 5, the
+lab's driver refuses at once), so the sensor sees the legacy and versioned signals long before
+its detach window. The sensor's queue is its own (deleted at the end) and the lab is shared:
+other servers' failures are ignored here. Each dispatch then goes the rest of the automatic
+path: the rule's action parameters are rendered from it by st2's own code
+(tools/pylib/testsupport/rules.py), and the remedy runs with them through Orquesta
+(tools/st2-run) in automatic mode, approved, and heals the break."""
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,19 +19,12 @@ import uuid
 import kombu
 import pytest
 
-from conftest import REPO, run_lab_tool
+from testsupport.lab import REPO, run_lab_tool
 from test_pack_remedy import _healed
 
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
-import st2_sensor_service as st2svc  # noqa: E402
-
-st2svc.put_sensors_on_path()
-import nova_detach_sensor  # noqa: E402
-
-sys.path.insert(0, os.path.join(TESTS_DIR, "unit"))
-from test_rule_render import render_rule  # noqa: E402
+from testsupport import sensor_service as recording  # not st2tests: see its header
+from testsupport.rules import render_rule
+import nova_detach_sensor
 
 
 def _rule_runs_the_remedy(lab, payload, tmp_path):
@@ -57,7 +50,7 @@ def _rule_runs_the_remedy(lab, payload, tmp_path):
 @pytest.fixture
 def sensor(lab, tmp_path):
     queue = "dangling_volume.labtest-%s" % uuid.uuid4().hex[:8]
-    service = st2svc.detach_failed_service(datastore_path=tmp_path / "kv.json")
+    service = recording.detach_failed_service(datastore_path=tmp_path / "kv.json")
     instance = nova_detach_sensor.NovaDetachSensor(service, {"notifications": {
         "transport_url": lab["amqp_url"], "exchange": lab.get("nova_exchange", "nova"),
         "queue": queue, "connect_timeout": 5}})
@@ -81,7 +74,7 @@ def _dispatches_for(service, volume_id, timeout):
         return [p for p in payloads if p["volume_id"] == volume_id]
     found = mine(service.wait_for(lambda payloads: mine(payloads), timeout))
     time.sleep(3)  # a second dispatch (a later signal of the same failure) would show by now
-    return mine(service.payloads(st2svc.TRIGGER_REF)), found
+    return mine(service.payloads(recording.TRIGGER_REF)), found
 
 
 def _break(kind, server_id, volume_id):

@@ -649,12 +649,14 @@ def test_payload_for_empty_fields_are_empty_strings():
 # ---------------------------------------------------------------- production import path
 
 def test_imports_with_sensors_only_and_no_site_packages():
-    """-I -S: no PYTHONPATH, no site-packages; only sensors/ on the path, as in the sensor."""
-    code = ("import sys; sys.path.insert(0, %r); import nova_detach_events as m; "
-            "print(sorted(n for n in sys.modules if n.startswith(('dvremedy', 'st2', 'kombu'))))"
-            % SENSORS)
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                         text=True, timeout=60)
+    """-S: no site-packages; only sensors/ on the path (PYTHONPATH, from /), as in the
+    sensor."""
+    code = ("import sys; import nova_detach_events as m; "
+            "print(sorted(n for n in sys.modules if n.startswith(('dvremedy', 'st2', 'kombu'))))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = SENSORS
+    out = subprocess.run([sys.executable, "-S", "-s", "-c", code], capture_output=True,
+                         text=True, timeout=60, env=env, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

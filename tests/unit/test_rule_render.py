@@ -1,66 +1,16 @@
-"""The rule's action parameters rendered the way st2 v3.9 renders them, on trigger payloads the
-sensor makes (sensors/nova_detach_events.payload_for), including hostile text in `reason`.
-
-How st2 renders a rule's action parameters (st2reactor/rules/enforcer.py -> st2common/util/
-param.py render_live_params, read at v3.9.0): a string holding Jinja is rendered in a sandboxed
-environment with StrictUndefined, trim_blocks and lstrip_blocks, with `trigger` = the payload;
-a mapping or list is JSON-encoded, rendered as one string and JSON-decoded; the results are then
-cast to the action's parameter types (an object parameter given a string is JSON-decoded).
-This file re-implements that reading with the same jinja2 (3.1.6, st2's pin): it is a stand-in
-for st2's rule engine, not st2 itself."""
-import ast
-import json
+"""The rule's action parameters rendered by st2's own code (st2common.util.param
+render_live_params, as st2's rule enforcer calls it: tools/pylib/testsupport/rules.py), on
+trigger payloads the sensor makes (sensors/nova_detach_events.payload_for), including hostile
+text in `reason`."""
 import os
-import sys
 
-import jinja2
-import jinja2.sandbox
 import pytest
-import yaml
+from st2common.exceptions.param import ParamException
+
+import nova_detach_events as events
+from testsupport.rules import RULE, load, render_rule
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import nova_detach_events as events
-
-RULE = os.path.join(REPO, "rules", "remedy_on_detach_failure.yaml")
-ENV = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                          lstrip_blocks=True)
-
-
-def load(path):
-    with open(path) as f:
-        return yaml.safe_load(f)
-
-
-def render_value(value, context):
-    if isinstance(value, (dict, list)):
-        return json.loads(ENV.from_string(json.dumps(value)).render(context))
-    if isinstance(value, str) and "{{" in value:
-        return ENV.from_string(value).render(context)
-    return value
-
-
-def cast(value, schema):
-    kind = schema.get("type")
-    if kind == "object" and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return ast.literal_eval(value)
-    if kind == "boolean" and isinstance(value, str):
-        return ast.literal_eval(value.capitalize())
-    return value
-
-
-def render_rule(payload):
-    rule = load(RULE)
-    action_name = rule["action"]["ref"].split(".", 1)[1]
-    action = load(os.path.join(REPO, "actions", action_name + ".yaml"))
-    params = {}
-    for name, value in rule["action"]["parameters"].items():
-        assert name in action["parameters"], "the rule sets an unknown parameter %s" % name
-        params[name] = cast(render_value(value, {"trigger": payload}),
-                            action["parameters"][name])
-    return rule, params
 
 
 def payload(reason):
@@ -102,5 +52,5 @@ def test_a_payload_missing_a_field_fails_the_render_loudly():
     del trigger["message_id"]
     # StrictUndefined: tojson meets an Undefined and refuses it (st2 records the enforcement
     # as failed); never a remedy started with an empty message id
-    with pytest.raises((jinja2.UndefinedError, TypeError)):
+    with pytest.raises(ParamException, match="triggered_by"):
         render_rule(trigger)

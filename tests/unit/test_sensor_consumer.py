@@ -1,7 +1,8 @@
 """sensors/nova_consumer.py without a broker: settings, URLs and masking, back-off, and the
 message path (ack/reject, hold, dispatch, dedup) driven with stand-in messages and a fake clock.
-The real broker paths are in tests/broker/. Every dispatch goes through the SensorService
-double, which validates payloads as st2 does; no test may leave an invalid one behind."""
+The real broker paths are in tests/broker/. Every dispatch goes through the recording sensor
+service (tools/pylib/testsupport/sensor_service.py), which validates payloads with st2's own
+code; no test may leave an invalid one behind."""
 import logging
 import os
 import socket
@@ -12,11 +13,9 @@ import pytest
 import yaml
 
 from testsupport import nova_wire as wire
-import st2_sensor_service as st2svc
-
-st2svc.put_sensors_on_path()
-import nova_consumer as nc  # noqa: E402
-import nova_detach_events as nde  # noqa: E402
+from testsupport import sensor_service as recording
+import nova_consumer as nc
+import nova_detach_events as nde
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 URL = "amqp://guest:guest@127.0.0.1:1//"
@@ -58,7 +57,7 @@ class Harness:
     def __init__(self, tmp_path, **notifications):
         self.clock = Clock()
         self.timeline = []
-        self.service = st2svc.detach_failed_service(datastore_path=tmp_path / "kv.json")
+        self.service = recording.detach_failed_service(datastore_path=tmp_path / "kv.json")
         original = self.service.dispatch
 
         def dispatch(trigger, payload=None, trace_tag=None):
@@ -453,7 +452,7 @@ def test_unreachable_broker_backs_off_never_logs_the_password_and_stops_promptly
     settings = nc.Settings.from_config({"notifications": {
         "transport_url": "amqp://nova:%s@127.0.0.1:%d//;rabbit://nova:%s@127.0.0.1:%d/" % (
             secret, _closed_port(), secret, _closed_port()), "connect_timeout": 1}})
-    service = st2svc.detach_failed_service(datastore_path=tmp_path / "kv.json")
+    service = recording.detach_failed_service(datastore_path=tmp_path / "kv.json")
     consumer = nc.NovaDetachConsumer(settings, service, logging.getLogger("test.loop"),
                                      backoff_initial_s=0.05, backoff_max_s=0.2)
     thread = threading.Thread(target=consumer.run, daemon=True)
@@ -477,7 +476,7 @@ def test_a_window_that_ends_while_the_broker_is_down_still_fires(tmp_path):
     settings = nc.Settings.from_config({"notifications": {
         "transport_url": "amqp://u:p@127.0.0.1:%d//" % _closed_port(), "detach_window": 1,
         "connect_timeout": 1}})
-    service = st2svc.detach_failed_service(datastore_path=tmp_path / "kv.json")
+    service = recording.detach_failed_service(datastore_path=tmp_path / "kv.json")
     consumer = nc.NovaDetachConsumer(settings, service, logging.getLogger("test.offline"),
                                      backoff_initial_s=0.2, backoff_max_s=0.4)
     volume = wire.new_id()
