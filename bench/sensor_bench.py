@@ -1,8 +1,8 @@
 """Benchmark (not a test): the dangling_volume.detach_failed sensor's consumer on a real RabbitMQ
 that this script starts itself (tools/pylib/testsupport/rabbitmq_process.py: 127.0.0.5, free
-ports, never the lab's), with Nova-like traffic of which 99.9 % the pack ignores (instance.update, ~3 kB
-bodies in the oslo 2.0 envelope) and 0.1 % detach failures (a legacy detach_volume ERROR, or a
-versioned instance.volume_detach.start + compute.exception pair).
+ports, never the lab's), with Nova-like traffic of which 99.9 % the pack ignores
+(instance.update, ~3 kB bodies in the oslo 2.0 envelope) and 0.1 % detach failures (a legacy
+detach_volume ERROR, or a versioned instance.volume_detach.start + compute.exception pair).
 
 1. Filter rate: a durable queue bound like the sensor's is filled with N persistent messages,
    then drained by (a) a raw kombu consumer that only acks, and (b) the sensor's real consumer
