@@ -1,7 +1,8 @@
 """Lint as the StackStorm-Exchange CI does (../shared/reference/stackstorm.md §10), in one run:
 compile, flake8 (max line length 100, the Exchange ignore list), pylint -E on actions/ and
-sensors/ (st2 stand-ins on PYTHONPATH when st2 itself is not importable), every YAML parses,
-and the example pack config validates against config.schema.yaml. Usage: lint.py DIR..."""
+sensors/ (with st2 importable: run it with a pack venv's Python), every YAML parses, and the
+example pack config validates against config.schema.yaml with st2's own code (what
+st2-validate-pack-config runs). Usage: lint.py DIR..."""
 import compileall
 import os
 import subprocess
@@ -35,20 +36,26 @@ def check_yaml():
 
 
 def check_example_config():
+    """st2-validate-pack-config's checks: config.schema.yaml is a valid ConfigSchemaAPI and the
+    example config validates against it (st2common.util.pack.validate_config_against_schema)."""
+    from st2common.models.api.pack import ConfigSchemaAPI
+    from st2common.util.pack import validate_config_against_schema
+
     schema_path = os.path.join(REPO, "config.schema.yaml")
     example = os.path.join(REPO, "dangling_volume.yaml.example")
     if not os.path.exists(schema_path):
         return 0
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from st2schema import validate_config  # the same check st2-validate-pack-config makes
     with open(schema_path) as f:
         schema = yaml.safe_load(f)
     with open(example) as f:
-        config = yaml.safe_load(f)
-    errors = validate_config(schema, config)
-    for e in errors:
-        print("dangling_volume.yaml.example: %s" % e)
-    return len(errors)
+        config = yaml.safe_load(f) or {}
+    try:
+        ConfigSchemaAPI(pack="dangling_volume", attributes=schema).validate()
+        validate_config_against_schema(schema, config, example, "dangling_volume")
+    except Exception as exc:  # jsonschema.ValidationError, st2's ValueValidationException
+        print("%s: %s" % (os.path.relpath(example, REPO), getattr(exc, "message", exc)))
+        return 1
+    return 0
 
 
 def run(argv, env=None):
@@ -69,12 +76,7 @@ def main(dirs):
                            ("sensors", os.path.join(REPO, "sensors"))):
         if not os.path.isdir(os.path.join(REPO, tree)):
             continue
-        paths = [own_path]
-        try:
-            import st2common  # noqa: F401  (the real st2 wins where it is installed)
-        except ImportError:
-            paths.append(os.path.join(REPO, "tests", "st2_standins"))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+        env = dict(os.environ, PYTHONPATH=own_path)  # st2 comes from the venv's site-packages
         failures += bool(run([os.path.join(bindir, "pylint"), "-E", tree], env=env))
     failures += check_yaml()
     failures += check_example_config()
