@@ -1,23 +1,13 @@
-"""st2-run: run one action of the pack locally (see tools/st2local/README.md).
-
-usage: st2-run <pack>.<action> [key=value ...] [--config FILE] [--answer ANSWER]... [--json]
-                [--datastore FILE] [--user NAME] [--pack DIR] [--quiet]
-Values are cast by the parameter's declared type (integer, number, boolean, object/array as
-JSON). Progress goes to stderr; the execution goes to stdout (JSON with --json, else a summary).
-Exit 0 when the execution succeeded, 1 otherwise (2 for a usage error).
-"""
+"""st2-run: run one action of the pack locally (python -m st2local; see README.md).
+Exit 0 when the execution succeeded, 1 otherwise, 2 for a usage error."""
 import argparse
 import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if os.path.dirname(HERE) not in sys.path:
-    sys.path.insert(0, os.path.dirname(HERE))
-
-from st2local import run_action  # noqa: E402
-from st2local.pack import PackError  # noqa: E402
-from st2local.python_runner import kill_all  # noqa: E402
+from . import run_action
+from .pack import PackError
+from .runner import kill_all
 
 
 def parse_args(argv):

@@ -1,53 +1,25 @@
-"""Conducts an Orquesta workflow file with the REAL Orquesta engine (PyPI orquesta 1.2.0 in the
-py38 venv), the way st2's workflow engine drives it (../shared/reference/stackstorm.md §8;
-st2common/services/workflows.py @v3.9.0), and runs each task's action through the run context
-(st2local.runner.RunContext.execute): python actions in their own process, nested orquesta
-actions recursively, core.noop/core.echo/core.ask built in, or a scripted outcome.
-
-The loop, per workflow:
-  load (duplicate keys and YAML merge keys refused, as st2 3.9 does) -> WorkflowSpec ->
-  inspect (orquesta's syntax/semantics/expressions/context with the st2 context as app_ctx, plus
-  st2's content checks: action refs exist, required inputs given, no unexpected inputs; any
-  error -> the workflow fails before a task runs) -> request REQUESTED, RUNNING -> repeat:
-  get_next_tasks(); mark each action RUNNING (items one by one); action-less tasks and empty
-  with-items succeed at once; every other action runs in its own thread; each completion is fed
-  back with ActionExecutionEvent / TaskItemActionExecutionEvent(accumulated_result) carrying the
-  WHOLE execution result (so a python action's fields are `result().result.<field>`, a
-  sub-workflow's `result().output.<field>`, a with-items task's result() is the list of
-  execution results) -> until nothing runs and nothing is ready -> render the output.
-The conductor is only touched from the thread that runs this loop.
-
-core.ask: the inquiry returns PENDING (the workflow pauses when nothing else is active). When
-the workflow is quiescent the configured answer is delivered in st2's order:
-approve/reject/<response dict> -> resume, then the task succeeds with
-{schema, roles, users, route, ttl, response}; timeout -> the task times out (orquesta turns
-PENDING + timeout into FAILED), then resume. No answer -> the run ends "paused".
-
-Completion order (for tests of parallel branches): by default a completion is fed back as soon
-as its action finishes (real concurrency). With `completion_order` (a list of task names, "*"
-standing for every task not listed, default at the end; or a key function of a TaskCall), the
-loop first waits until every running action has finished, then feeds back ONE completion, the
-lowest-ranked (ties: the one started first), starts what became ready, and repeats: so
-["get_connector"] makes get_connector's outcome reach the engine while its parallel peers are
-still "running", and ["*", "get_connector"] makes it arrive after everything else.
+"""Conducts an Orquesta workflow with the orquesta st2 3.9 runs (st2's pinned commit, 1.6.0+)
+the way st2's workflow engine drives it (st2common/services/workflows.py): the definition is
+loaded by orquesta (duplicate keys refused) and inspected by st2's wf_svc.inspect (orquesta's
+checks plus st2's action/input checks); then: request REQUESTED, RUNNING; repeat get_next_tasks,
+mark every action RUNNING, run each in its own thread, feed each outcome back as an
+(item) action execution event carrying the WHOLE execution result; render the output.
+HOME-MADE (st2 does this through MongoDB, its scheduler and action runners): the loop itself,
+the threads, core.ask answers (approve/reject: resume, then succeed; timeout: expire, then
+resume; none: the run ends paused) and the completion order for tests: with completion_order
+the loop waits until every running action has finished, then feeds back the lowest-ranked one.
 """
 import queue
 import threading
 import time
 import traceback
 
-from orquesta import conducting
-from orquesta import events
+from orquesta import conducting, events, statuses
 from orquesta import exceptions as orquesta_exc
-from orquesta import statuses
-from orquesta.expressions import base as expr_base
 from orquesta.specs import native as native_specs
+from st2common.services import workflows as wf_svc
 
-from . import pack as pack_mod
-from .python_runner import kill_all
-
-INSPECTION_TYPES = {"syntax": "syntax", "semantics": "semantic", "expressions": "expression",
-                    "context": "context"}
+from .runner import RequestError, kill_all, new_id
 
 
 class TaskCall(object):
@@ -70,71 +42,12 @@ class TaskCall(object):
 
 class _Job(object):
     def __init__(self, call, delay, seq):
-        self.call = call
-        self.delay = delay
-        self.seq = seq
-        self.execution = None
-        self.start = None
+        self.call, self.delay, self.seq = call, delay, seq
+        self.execution = self.start = None
 
 
-def format_inspection(result):
-    errors = []
-    for category, entries in sorted(result.items()):
-        for entry in entries:
-            entry = dict(entry)
-            if category in ("context", "expressions") and "type" in entry:
-                entry["language"] = entry.pop("type")
-            entry["type"] = INSPECTION_TYPES.get(category, category)
-            errors.append(entry)
-    return errors
-
-
-def _is_expression(value):
-    return isinstance(value, str) and expr_base.has_expressions(value)
-
-
-def inspect_task_contents(spec, pack, scripted):
-    """st2's inspect_task_contents(): refs well formed and known, inputs as the action takes."""
-    errors = []
-    schema_path = "properties.tasks.patternProperties.^\\w+$"
-    for task_name, task_spec in spec.tasks.items():
-        ref = getattr(task_spec, "action", None)
-        if not ref or _is_expression(ref):
-            continue
-        spec_path = "tasks.%s.action" % task_name
-        parts = ref.split(".", 1) if isinstance(ref, str) else []
-        if len(parts) != 2 or not all(parts):
-            errors.append({"type": "content", "spec_path": spec_path,
-                           "schema_path": schema_path + ".properties.action",
-                           "message": 'The action reference "%s" is not formatted correctly.'
-                           % ref})
-            continue
-        try:
-            action = pack.get_action(ref)
-        except pack_mod.PackError as exc:
-            if ref in scripted:
-                continue
-            errors.append({"type": "content", "spec_path": spec_path,
-                           "schema_path": schema_path + ".properties.action",
-                           "message": 'The action "%s" is not registered in the database. (%s)'
-                           % (ref, exc)})
-            continue
-        task_input = getattr(task_spec, "input", None) or {}
-        if not isinstance(task_input, dict):
-            continue
-        requires, unexpected = pack_mod.missing_and_unexpected(action, task_input)
-        for name in requires:
-            errors.append({"type": "content", "spec_path": "tasks.%s.input" % task_name,
-                           "schema_path": schema_path + ".properties.input",
-                           "message": 'Action "%s" is missing required input "%s".'
-                           % (ref, name)})
-        for name in unexpected:
-            errors.append({"type": "content",
-                           "spec_path": "tasks.%s.input.%s" % (task_name, name),
-                           "schema_path": schema_path + ".properties.input.patternProperties"
-                           ".^\\w+$",
-                           "message": 'Action "%s" has unexpected input "%s".' % (ref, name)})
-    return errors
+def _name(call):
+    return call.path if call.item_id is None else "%s[%s]" % (call.path, call.item_id)
 
 
 class WorkflowRun(object):
@@ -156,29 +69,18 @@ class WorkflowRun(object):
         self.pending_asks = []
         self.tasks = []
         self.seq = 0
-        self.extra_errors = []
 
     # -- set-up ---------------------------------------------------------------------------------
 
-    def _fail_early(self, errors):
-        return "failed", {"output": None, "errors": errors}, []
-
     def run(self):
         try:
-            definition = pack_mod.load_yaml(self.wf_path)
-        except (pack_mod.PackError, IOError, OSError) as exc:
-            return self._fail_early([{"type": "error", "message": str(exc)}])
-        try:
-            spec = native_specs.WorkflowSpec(definition)
-            errors = format_inspection(spec.inspect(app_ctx=self.st2_context))
+            with open(self.wf_path) as f:
+                spec = native_specs.WorkflowSpec(f.read())
+            errors = wf_svc.inspect(spec, self.st2_context, raise_exception=False)
         except Exception as exc:
-            return self._fail_early([{"type": "error",
-                                      "message": "%s: %s" % (type(exc).__name__, exc)}])
-        errors += inspect_task_contents(spec, self.ctx.pack, self.ctx.executors)
+            errors = [{"type": "error", "message": "%s: %s" % (type(exc).__name__, exc)}]
         if errors:
-            errors.sort(key=lambda e: (e["type"], e.get("schema_path") or ""))
-            return self._fail_early(errors)
-
+            return "failed", {"output": None, "errors": errors}, []
         self.conductor = conducting.WorkflowConductor(
             spec, context=self.st2_context, inputs=self.inputs)
         for wanted in (statuses.REQUESTED, statuses.RUNNING):
@@ -279,7 +181,7 @@ class WorkflowRun(object):
         self.tasks.append({"id": task_id, "route": route, "item_id": None, "action": action,
                            "status": statuses.SUCCEEDED, "task_status": statuses.SUCCEEDED,
                            "start": round(now, 3), "duration": 0.0, "result": None})
-        self.ctx.progress(now, self.path_prefix + task_id, None, action or "-", note, 0.0)
+        self.ctx.progress(now, self.path_prefix + task_id, action or "-", note, 0.0)
 
     def _launch(self, job):
         self.inflight[id(job)] = job
@@ -292,7 +194,7 @@ class WorkflowRun(object):
             if job.delay:
                 time.sleep(job.delay)
             job.start = self.ctx.elapsed()
-            job.execution = self.ctx.execute_task(job.call, self)
+            job.execution = self._execute(job.call)
         except BaseException as exc:  # noqa: B902 - never lose a job: report it as failed
             job.execution = {"status": statuses.FAILED, "duration": 0.0,
                              "result": {"error": "%s: %s" % (type(exc).__name__, exc),
@@ -301,6 +203,23 @@ class WorkflowRun(object):
                 job.start = self.ctx.elapsed()
         finally:
             self.done.put(job)
+
+    def _execute(self, call):
+        """A task's action, with the parent context st2 gives it."""
+        st2 = self.st2_context["st2"]
+        parent = {"execution_id": st2["action_execution_id"], "user": self.ctx.user,
+                  "pack": st2["pack"], "orquesta": {
+                      "workflow_execution_id": st2["workflow_execution_id"],
+                      "task_execution_id": new_id(), "task_name": call.task_id,
+                      "task_id": call.task_id, "task_route": call.route, "item_id": call.item_id}}
+        try:
+            return self.ctx.execute(call.action, call.params, call=call, parent=parent,
+                                    path_prefix=call.path + "/")
+        except RequestError as exc:
+            message = "%s: %s" % (type(exc).__name__, exc)
+            return {"status": "failed", "error_kind": "request", "duration": 0.0,
+                    "result": {"errors": [{"type": "error", "message": message,
+                                           "task_id": call.task_id, "route": call.route}]}}
 
     def _next_completion(self):
         if self.ctx.completion_rank is None:
@@ -356,7 +275,7 @@ class WorkflowRun(object):
         if status == statuses.PENDING:
             self._update(call, statuses.PENDING, None)
             self.pending_asks.append((job, record))
-            self.ctx.progress(job.start, call.path, call.item_id, call.action,
+            self.ctx.progress(job.start, _name(call), call.action,
                               "pending (inquiry: waiting for an answer)", None)
             return
         self._update(call, status, result)
@@ -366,7 +285,7 @@ class WorkflowRun(object):
         entry = self.conductor.get_task_state_entry(job.call.task_id, job.call.route)
         record["task_status"] = (entry or {}).get("status")  # the task as orquesta sees it
         self.tasks.append(record)
-        self.ctx.progress(job.start, job.call.path, job.call.item_id, job.call.action,
+        self.ctx.progress(job.start, _name(job.call), job.call.action,
                           record["status"], record["duration"])
 
     def _update(self, call, status, result):
@@ -435,10 +354,8 @@ class WorkflowRun(object):
             self.tasks.append(record)
         status = conductor.get_workflow_status()
         if status in statuses.RUNNING_STATUSES:
-            conductor.log_entry(
-                "error", "st2local: the workflow is still %s but no task is running or ready; "
-                "orquesta 1.2.0 stalls like this (e.g. with-items concurrency 0, where st2 uses "
-                "1). Stopped and reported as failed." % status)
+            conductor.log_entry("error", "st2local: the workflow is still %s but no task is "
+                                "running or ready: stopped, reported as failed." % status)
             self._request_failed()
             status = conductor.get_workflow_status()
         if status in statuses.COMPLETED_STATUSES:

@@ -1,69 +1,65 @@
-"""Runs one action of a pack locally: parameters as st2 prepares them, then by runner type:
-python-script in its own process (st2local.python_runner), orquesta with the real engine
-(st2local.conductor, nested workflows recursively), core.noop / core.echo / core.ask built in.
-See st2local/__init__.py for the API and tools/st2local/README.md for what it is not.
+"""One execution of one action: st2's parameter handling (pack.prepare_parameters), then by
+runner type: python-script in its own process through st2's PythonActionWrapper (launch.py) with
+st2's PythonRunner output parsing; orquesta with the real engine (conductor.py); core.ask /
+core.noop / core.echo built in (HOME-MADE: their runners are not installed). The execution
+record is HOME-MADE too (st2 keeps it in MongoDB): {id, action, runner_type, status, parameters
+(secrets masked by st2common.util.secrets), result, start, duration[, tasks]}.
 """
 import inspect
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 
+from python_runner.python_runner import PythonRunner
+from st2common.util import schema as util_schema
+from st2common.util.secrets import get_secret_parameters, mask_secret_parameters
+
 from . import pack as pack_mod
-from .datastore import Datastore, default_path
-from .python_runner import run_python_action
+from .keys import KeyServer, default_path
 
 COMPLETED = ("succeeded", "failed", "timeout", "abandoned", "canceled")
-SCRIPTED_STATUSES = COMPLETED + ("pending",)
+_RUNNING = set()  # action processes, for kill_all() on Ctrl-C
 
 
 class RequestError(Exception):
     """st2 would refuse to create this execution (unknown action, bad parameters)."""
 
 
-class AnswerError(Exception):
-    """The configured inquiry answer does not fit the inquiry's schema."""
-
-
 def new_id():
-    return os.urandom(12).hex()  # the shape of a MongoDB ObjectId, as st2's ids
+    return os.urandom(12).hex()  # the shape of st2's (MongoDB) ids
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_all():
+    for proc in list(_RUNNING):
+        kill_group(proc)
 
 
 def make_rank(order):
-    """completion_order -> key(TaskCall) for conductor.WorkflowRun, or None."""
-    if order is None:
-        return None
-    if callable(order):
+    """completion_order (names, "*" = the others) -> key(TaskCall), or None."""
+    if order is None or callable(order):
         return order
-    order = list(order)
-    if "*" not in order:
-        order.append("*")
-    star = order.index("*")
+    order = list(order) + ([] if "*" in order else ["*"])
 
     def rank(call):
         names = [call.path, call.task_id]
         if call.item_id is not None:
-            names = ["%s[%s]" % (call.path, call.item_id),
-                     "%s[%s]" % (call.task_id, call.item_id)] + names
-        for name in names:
-            if name in order:
-                return order.index(name)
-        return star
+            names = ["%s[%s]" % (n, call.item_id) for n in names] + names
+        return next((order.index(n) for n in names if n in order), order.index("*"))
     return rank
-
-
-def _scripted_call(spec, params, call):
-    if callable(spec):
-        try:
-            positional = [p for p in inspect.signature(spec).parameters.values()
-                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            wants_call = len(positional) >= 2
-        except (TypeError, ValueError):
-            wants_call = False
-        return spec(params, call) if wants_call else spec(params)
-    return spec
 
 
 class RunContext(object):
@@ -73,214 +69,213 @@ class RunContext(object):
                  completion_order=None, datastore_path=None, user="stanley",
                  progress=sys.stderr):
         self.pack = pack if isinstance(pack, pack_mod.Pack) else pack_mod.Pack(pack)
-        self.datastore_path = os.path.abspath(datastore_path or default_path(self.pack.name))
-        self.datastore = Datastore(self.datastore_path)
-        self.config = self.pack.load_config(config, self.datastore)
-        self.answer = answer
+        self.keys = KeyServer(datastore_path or default_path(self.pack.name), user)
+        self.user = user
+        self.config = self.pack.load_config(config, self.keys.store)
         self.answers = dict(answers or {})
+        self.answers.setdefault("*", answer)
         self.executors = dict(executors or {})
         self.completion_rank = make_rank(completion_order)
-        self.user = user
         self._progress = progress
         self._lock = threading.Lock()
         self._sequences = {}
         self.t0 = time.monotonic()
+        self.tmp = None
+        pack_mod.use(self)
+
+    def __enter__(self):
+        self.tmp = tempfile.mkdtemp(prefix="st2local-")
+        api = self.keys.start()
+        with open(os.path.join(self.tmp, "st2.conf"), "w") as f:  # the action's parent args
+            f.write("[auth]\napi_url = %s\n[system_user]\nuser = %s\n" % (api[:-3], self.user))
+        return self
+
+    def __exit__(self, *exc):
+        self.keys.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def elapsed(self):
         return time.monotonic() - self.t0
 
-    def progress(self, start, path, item_id, action, status, duration, kind="task"):
-        if self._progress is None:
-            return
-        name = path if item_id is None else "%s[%s]" % (path, item_id)
-        tail = "" if duration is None else " (%.1f s)" % duration
-        line = "[%5.1fs] %s %s -> %s ... %s%s\n" % (start, kind, name, action, status, tail)
-        if kind != "task":
-            line = "[%5.1fs] %s %s ... %s%s\n" % (start, kind, action, status, tail)
-        with self._lock:
-            self._progress.write(line)
-            self._progress.flush()
-
-    # -- inquiries ------------------------------------------------------------------------------
+    def progress(self, start, name, action, status, duration, kind="task"):
+        if self._progress is not None:
+            what = "%s %s -> %s" % (kind, name, action) if name else "%s %s" % (kind, action)
+            tail = "" if duration is None else " (%.1f s)" % duration
+            with self._lock:
+                self._progress.write("[%5.1fs] %s ... %s%s\n" % (start, what, status, tail))
+                self._progress.flush()
 
     def answer_for(self, task_id):
-        if task_id in self.answers:
-            return self.answers[task_id]
-        return self.answers.get("*", self.answer)
+        return self.answers.get(task_id, self.answers["*"])
 
     def response_for(self, answer, schema):
-        if answer == "approve":
-            response = {"approved": True}
-        elif answer == "reject":
-            response = {"approved": False}
-        elif isinstance(answer, dict):
-            response = answer
-        elif isinstance(answer, str) and answer.strip().startswith("{"):
-            response = json.loads(answer)
+        """An inquiry answer -> the response, checked against the inquiry's schema as st2's
+        inquiry API does (st2common.util.schema)."""
+        if answer in ("approve", "reject"):
+            response = {"approved": answer == "approve"}
+        elif isinstance(answer, dict) or str(answer).strip().startswith("{"):
+            response = answer if isinstance(answer, dict) else json.loads(answer)
         else:
-            raise AnswerError("unknown inquiry answer %r: use approve, reject, timeout or a JSON "
-                              "object" % (answer,))
-        errors = pack_mod._validator_errors("response", response, schema or {})
-        if errors:
-            raise AnswerError("the inquiry response %s does not pass the inquiry's schema "
-                              "(st2 would refuse it): %s" % (json.dumps(response),
-                                                             "; ".join(errors)))
+            raise ValueError("unknown inquiry answer %r: use approve, reject, timeout or a JSON "
+                             "object" % (answer,))
+        try:
+            util_schema.validate(response, schema or {}, util_schema.get_validator(),
+                                 use_default=True, allow_default_none=True)
+        except Exception as exc:
+            raise ValueError("the inquiry response %s does not pass the inquiry's schema (st2 "
+                             "would refuse it): %s" % (json.dumps(response),
+                                                       getattr(exc, "message", exc)))
         return response
 
-    # -- executing ------------------------------------------------------------------------------
-
-    def _next_scripted(self, ref):
-        spec = self.executors[ref]
-        if isinstance(spec, list):
-            with self._lock:
-                index = self._sequences.get(ref, 0)
-                self._sequences[ref] = index + 1
-            return spec[min(index, len(spec) - 1)]
-        return spec
-
-    def execute(self, ref, given=None, from_cli=False, call=None, parent=None, path_prefix=""):
-        """One action execution -> {"id", "action", "runner_type", "status", "parameters",
-        "result", "start", "duration"[, "tasks"]}. RequestError if st2 would refuse it."""
+    def execute(self, ref, given=None, live=False, call=None, parent=None, path_prefix=""):
+        """One execution (see the module docstring); RequestError if st2 would refuse it."""
         start = self.elapsed()
         scripted = ref in self.executors
+        action, runner_params, params = None, {}, dict(given or {})
         try:
             action = self.pack.get_action(ref)
+            if not action.enabled:
+                raise RequestError('Unable to execute. Action "%s" is disabled.' % ref)
+            context = {"pack": action.pack, "user": self.user}
+            runner_params, params = pack_mod.prepare_parameters(self.pack, action, given, live,
+                                                                context)
         except pack_mod.PackError as exc:
-            if not scripted:
+            if not scripted or action is not None:
                 raise RequestError(str(exc))
-            action = None
-        if action is not None and not action.enabled:
-            raise RequestError('Action "%s" is disabled.' % ref)
+        shown = params
         if action is not None:
-            try:
-                runner_params, params = pack_mod.prepare_parameters(
-                    action, given, from_cli=from_cli, config=self.config,
-                    datastore=self.datastore)
-            except pack_mod.PackError as exc:
-                raise RequestError(str(exc))
-        else:
-            runner_params, params = {}, dict(given or {})
-        execution = {"id": new_id(), "action": ref,
-                     "runner_type": action.runner_type if action else "scripted",
-                     "parameters": pack_mod.mask_secrets(action, params) if action else params,
+            schemas = dict(self.pack.runner_type(action).runner_parameters, **action.parameters)
+            shown = mask_secret_parameters(params, get_secret_parameters(schemas))
+        execution = {"id": new_id(), "action": ref, "parameters": shown,
+                     "runner_type": action.runner_type["name"] if action else "scripted",
                      "start": round(start, 3)}
         try:
             if scripted:
-                status, result = self._run_scripted(ref, params, call)
+                status, result = self._scripted(ref, params, call)
             else:
                 status, result = self._run(action, runner_params, params, execution, parent,
                                            path_prefix)
-        except Exception as exc:
-            # st2's runner container: an exception in the runner fails the execution.
+        except Exception as exc:  # st2's runner container fails the execution
             status, result = "failed", {"error": "%s: %s" % (type(exc).__name__, exc),
                                         "traceback": traceback.format_exc()}
-        execution["status"] = status
-        execution["result"] = result
-        execution["duration"] = round(self.elapsed() - start, 3)
+        execution.update(status=status, result=result,
+                         duration=round(self.elapsed() - start, 3))
         return execution
 
-    def _run_scripted(self, ref, params, call):
-        outcome = _scripted_call(self._next_scripted(ref), params, call)
-        valid = isinstance(outcome, tuple) and len(outcome) == 2
-        if not valid or outcome[0] not in SCRIPTED_STATUSES:
-            raise ValueError("scripted executor for %s must return (status, result) with status "
-                             "one of %s, got %r" % (ref, ", ".join(SCRIPTED_STATUSES), outcome))
-        return outcome
+    def _scripted(self, ref, params, call):
+        spec = self.executors[ref]
+        if isinstance(spec, list):
+            with self._lock:
+                index = self._sequences[ref] = self._sequences.get(ref, -1) + 1
+            spec = spec[min(index, len(spec) - 1)]
+        if callable(spec):
+            positional = [p for p in inspect.signature(spec).parameters.values()
+                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            spec = spec(params, call) if len(positional) >= 2 else spec(params)
+        if not (isinstance(spec, tuple) and len(spec) == 2 and spec[0] in COMPLETED +
+                ("pending",)):
+            raise ValueError("scripted executor for %s must return (status, result) with "
+                             "status one of %s, got %r" % (ref, COMPLETED + ("pending",), spec))
+        return spec
 
     def _run(self, action, runner_params, params, execution, parent, path_prefix):
-        runner = action.runner_type
+        runner = action.runner_type["name"]
         if runner == "python-script":
-            return run_python_action(self.pack, action, runner_params, params,
-                                     config=self.config, user=self.user,
-                                     datastore_path=self.datastore_path,
-                                     execution_id=execution["id"])
+            return self.run_python(action, runner_params, params, execution["id"])
         if runner == "orquesta":
-            return self._run_workflow(action, params, execution, parent, path_prefix)
+            return self.run_workflow(action, params, execution, parent, path_prefix)
         if runner == "noop":
             return "succeeded", {"failed": False, "succeeded": True, "return_code": 0}
         if runner == "local-shell-cmd":  # core.echo
             return "succeeded", {"failed": False, "succeeded": True, "return_code": 0,
                                  "stdout": str(params.get("message", "")), "stderr": ""}
-        if runner == "inquirer":
-            result = {k: runner_params.get(k) for k in ("schema", "roles", "users", "route",
-                                                        "ttl")}
-            if parent is None and self.answer_for(action.name) is not None:
-                answer = self.answer_for(action.name)
-                if answer == "timeout":
-                    return "timeout", result
-                response = self.response_for(answer, result["schema"])
-                return "succeeded", dict(result, response=response)
+        result = {k: runner_params.get(k) for k in ("schema", "roles", "users", "route", "ttl")}
+        answer = self.answer_for(action.name)
+        if parent is not None or answer is None:  # inquirer: in a workflow the conductor answers
             return "pending", result
-        raise RequestError('runner_type "%s" is not supported by st2local' % runner)
+        if answer == "timeout":
+            return "timeout", result
+        return "succeeded", dict(result, response=self.response_for(answer, result["schema"]))
 
-    def _run_workflow(self, action, params, execution, parent, path_prefix):
-        wf_path = self.pack.entry_point_path(action)
-        from .conductor import WorkflowRun  # orquesta is only needed for workflows
-        st2 = {"action_execution_id": execution["id"], "workflow_execution_id": new_id(),
-               "user": self.user, "pack": action.pack_name, "action": action.ref,
-               "runner": "orquesta"}
-        st2_context = {"st2": st2}
-        if parent is not None:
-            st2_context["parent"] = parent
-        run = WorkflowRun(self, action, wf_path, params, st2_context, path_prefix)
-        status, result, tasks = run.run()
-        execution["tasks"] = tasks
-        return status, result
-
-    def execute_task(self, call, wf_run):
-        """A workflow task's action (called from the task's worker thread)."""
-        parent_st2 = wf_run.st2_context["st2"]
-        parent = {"execution_id": parent_st2["action_execution_id"], "user": self.user,
-                  "pack": parent_st2["pack"],
-                  "orquesta": {"workflow_execution_id": parent_st2["workflow_execution_id"],
-                               "task_execution_id": new_id(), "task_name": call.task_id,
-                               "task_id": call.task_id, "task_route": call.route}}
-        if call.item_id is not None:
-            parent["orquesta"]["item_id"] = call.item_id
+    def run_python(self, action, runner_params, params, execution_id):
+        """st2's python runner: the wrapper in its own process (pack venv interpreter, PYTHONPATH
+        <pack>/actions/lib + the parent's), killed with its group at `timeout`."""
+        timeout = runner_params.get("timeout") or 600
+        env = dict(os.environ, **{str(k): str(v) for k, v in (runner_params.get("env") or {})
+                                  .items() if k.lower() != "pythonpath"})
+        env["PYTHONPATH"] = os.pathsep.join([os.path.join(self.pack.path, "actions", "lib")] + [
+            p for p in [os.environ.get("PYTHONPATH")] if p])
+        env.update(ST2_ACTION_PACK_NAME=action.pack, ST2_ACTION_EXECUTION_ID=execution_id,
+                   ST2_ACTION_API_URL=self.keys.url, ST2_ACTION_AUTH_TOKEN=self.keys.token)
+        request = {"pack": action.pack, "file_path": self.pack.entry_point_path(action),
+                   "parameters": params, "config": self.config, "user": self.user,
+                   "log_level": runner_params.get("log_level"),
+                   "parent_args": ["--config-file", os.path.join(self.tmp, "st2.conf")]}
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "st2local.launch"], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=self.tmp, start_new_session=True)
+        _RUNNING.add(proc)
+        timed_out = False
         try:
-            return self.execute(call.action, call.params, call=call, parent=parent,
-                                path_prefix=call.path + "/")
-        except RequestError as exc:
-            message = "%s: %s" % (type(exc).__name__, exc)
-            return {"status": "failed", "error_kind": "request", "duration": 0.0,
-                    "result": {"errors": [{"type": "error", "message": message,
-                                           "task_id": call.task_id, "route": call.route}]}}
+            out, err = proc.communicate(json.dumps(request).encode("utf-8"), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(proc)
+            out, err = proc.communicate()
+        except BaseException:
+            kill_group(proc)
+            raise
+        finally:
+            _RUNNING.discard(proc)
+        runner = PythonRunner(execution_id)
+        runner._timeout = timeout
+        status, output, _ = runner._get_output_values(proc.returncode, out.decode(
+            "utf-8", "replace"), err.decode("utf-8", "replace"), timed_out)
+        return status, output
+
+    def run_workflow(self, action, params, execution, parent, path_prefix, wf_path=None):
+        from .conductor import WorkflowRun
+        st2 = {"action_execution_id": execution["id"], "workflow_execution_id": new_id(),
+               "user": self.user, "pack": action.pack, "action": action.ref,
+               "runner": "orquesta"}
+        st2_context = dict({"st2": st2}, **({"parent": parent} if parent else {}))
+        run = WorkflowRun(self, action, wf_path or self.pack.entry_point_path(action), params,
+                          st2_context, path_prefix)
+        status, result, execution["tasks"] = run.run()
+        return status, result
 
 
 def run_action(pack, ref, parameters=None, from_cli=False, config=None, answer=None,
                answers=None, executors=None, completion_order=None, datastore_path=None,
                user="stanley", progress=sys.stderr):
-    """Run one action; returns its execution (see st2local/__init__.py)."""
-    ctx = RunContext(pack, config=config, answer=answer, answers=answers, executors=executors,
-                     completion_order=completion_order, datastore_path=datastore_path,
-                     user=user, progress=progress)
-    if "." not in ref:
-        ref = "%s.%s" % (ctx.pack.name, ref)
-    try:
-        execution = ctx.execute(ref, parameters, from_cli=from_cli)
-    except RequestError as exc:
-        execution = {"id": None, "action": ref, "runner_type": None, "status": "failed",
-                     "parameters": {}, "result": {"error": str(exc)}, "start": 0.0,
-                     "duration": round(ctx.elapsed(), 3)}
-    ctx.progress(execution["start"], None, None, ref, execution["status"],
-                 execution["duration"], kind="action")
+    """Run one action as `st2 run` does (the API renders and casts the parameters first:
+    CLI strings become the declared types either way; from_cli is kept for callers)."""
+    ctx = RunContext(pack, config, answer, answers, executors, completion_order,
+                     datastore_path, user, progress)
+    ref = ref if "." in ref else "%s.%s" % (ctx.pack.name, ref)
+    with ctx:
+        try:
+            execution = ctx.execute(ref, parameters, live=True)
+        except RequestError as exc:
+            execution = {"id": None, "action": ref, "runner_type": None, "status": "failed",
+                         "parameters": {}, "result": {"error": str(exc)}, "start": 0.0,
+                         "duration": round(ctx.elapsed(), 3)}
+    ctx.progress(execution["start"], None, ref, execution["status"], execution["duration"],
+                 kind="action")
     return execution
 
 
 def conduct_workflow(pack, workflow_path, inputs=None, action_ref=None, **options):
     """Conduct a workflow file that has no action metadata (inputs passed as they are)."""
     ctx = RunContext(pack, **options)
-    rel = os.path.relpath(os.path.abspath(workflow_path), ctx.pack.actions_dir)
     name = os.path.splitext(os.path.basename(workflow_path))[0]
-    action = pack_mod.Action(action_ref or "%s.%s" % (ctx.pack.name, name),
-                             {"name": name, "runner_type": "orquesta", "entry_point": rel},
-                             pack=ctx.pack)
-    execution = {"id": new_id(), "action": action.ref, "runner_type": "orquesta",
+    action = pack_mod.ActionAPI.to_model(pack_mod.ActionAPI(
+        name=name, pack=ctx.pack.name, runner_type="orquesta", entry_point=workflow_path))
+    execution = {"id": new_id(), "action": action_ref or action.ref, "runner_type": "orquesta",
                  "parameters": dict(inputs or {}), "start": 0.0}
-    try:
-        status, result = ctx._run_workflow(action, dict(inputs or {}), execution, None, "")
-    except pack_mod.PackError as exc:
-        status, result = "failed", {"error": str(exc)}
+    with ctx:
+        status, result = ctx.run_workflow(action, dict(inputs or {}), execution, None, "",
+                                          os.path.abspath(workflow_path))
     execution.update(status=status, result=result, duration=round(ctx.elapsed(), 3))
-    ctx.progress(0.0, None, None, action.ref, status, execution["duration"], kind="workflow")
+    ctx.progress(0.0, None, execution["action"], status, execution["duration"], kind="workflow")
     return execution

@@ -1,0 +1,196 @@
+"""HOME-MADE stand-in for st2's API key-value endpoints (st2api /v1/keys, backed by MongoDB in
+st2, which a local run does not have), so that st2's OWN ActionService / ActionDatastoreService
+(st2common.services.datastore, through st2client) does the datastore work of every action.
+
+KeyServer: a loopback HTTP server (one thread) with just what st2client's KeyValuePair manager
+and Client.get_user_info() call: GET /v1/keys?prefix=&limit=&offset=, GET /v1/keys/<name>
+?decrypt=, PUT /v1/keys/<name> {name, value, ttl, secret}, DELETE /v1/keys/<name>, GET /v1/user;
+every call needs the run's X-Auth-Token. Scope "system" only. KeyFile: the keys in one JSON file
+({name: {name, value, secret, ttl, expire_at}}) under an fcntl lock, shared by every process and
+run. Secret values are NOT encrypted: they are stored plain and only shown hex-encoded (st2 shows
+ciphertext) unless decrypt is asked for; keep real secrets out of local runs.
+"""
+import binascii
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+
+def default_path(pack_name):
+    """$ST2LOCAL_DATASTORE, else ~/.cache/st2local/<pack>.datastore.json."""
+    if os.environ.get("ST2LOCAL_DATASTORE"):
+        return os.environ["ST2LOCAL_DATASTORE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "st2local", "%s.datastore.json" % pack_name)
+
+
+def opaque(value):
+    return binascii.hexlify(str(value).encode("utf-8")).decode("ascii").upper()
+
+
+class KeyFile(object):
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+
+    @contextlib.contextmanager
+    def _locked(self, write=False):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path + ".lock", "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                data = json.load(open(self.path)) if os.path.exists(self.path) else {}
+            except ValueError:
+                data = {}
+            now = time.time()
+            data = {k: v for k, v in data.items() if not v.get("expire_at") or v["expire_at"] > now}
+            yield data
+            if write:
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".kv-")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(data, f, indent=1, sort_keys=True)
+                os.replace(tmp, self.path)
+
+    def get(self, name):
+        with self._locked() as data:
+            return data.get(name)
+
+    def list(self, prefix=None):
+        with self._locked() as data:
+            return [data[k] for k in sorted(data) if not prefix or k.startswith(prefix)]
+
+    def set(self, name, value, ttl=None, secret=False):
+        item = {"name": name, "value": str(value), "secret": bool(secret)}
+        if ttl:
+            item.update(ttl=int(ttl), expire_at=time.time() + float(ttl))
+        with self._locked(write=True) as data:
+            data[name] = item
+        return item
+
+    def delete(self, name):
+        with self._locked(write=True) as data:
+            return data.pop(name, None) is not None
+
+
+def api_item(item, decrypt=False):
+    """An item as st2's KeyValuePairAPI shows it."""
+    expire = item.get("expire_at")
+    return {"id": item["name"], "name": item["name"], "scope": "st2kv.system",
+            "secret": item.get("secret", False), "encrypted": bool(item.get("secret")) and not
+            decrypt, "ttl": item.get("ttl"),
+            "value": opaque(item["value"]) if item.get("secret") and not decrypt
+            else item["value"],
+            "expire_timestamp": datetime.datetime.utcfromtimestamp(expire).isoformat() + "Z"
+            if expire else None}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _reply(self, code, body=None):
+        data = json.dumps(body).encode("utf-8") if body is not None else b""
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self):
+        server = self.server
+        url = urlparse(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        if self.headers.get("X-Auth-Token") != server.token:
+            return self._reply(401, {"faultstring": "Unauthorized - invalid or missing token"})
+        if query.get("scope", "system") not in ("system", "st2kv.system"):
+            return self._reply(400, {"faultstring": "scope %s unsupported" % query["scope"]})
+        if parts == ["v1", "user"] and self.command == "GET":
+            return self._reply(200, {"username": server.user, "nickname": None,
+                                     "authentication": {"method": "authentication token",
+                                                        "location": "header"},
+                                     "impersonated": False, "is_service": False,
+                                     "rbac": {"enabled": False, "roles": [], "is_admin": True}})
+        if parts[:2] != ["v1", "keys"] or len(parts) > 3:
+            return self._reply(404, {"faultstring": "not found (st2local serves /v1/keys only)"})
+        store = server.store
+        if len(parts) == 2 and self.command == "GET":
+            items = store.list(query.get("prefix"))
+            offset, limit = int(query.get("offset", 0)), int(query.get("limit", 0) or 0)
+            items = items[offset:offset + limit] if limit > 0 else items[offset:]
+            return self._reply(200, [api_item(i) for i in items])
+        name = parts[2] if len(parts) == 3 else None
+        decrypt = query.get("decrypt") == "true"
+        if name and self.command == "GET":
+            item = store.get(name)
+            return self._reply(200, api_item(item, decrypt)) if item else self._reply(
+                404, {"faultstring": 'Resource with a name "%s" not found' % name})
+        if name and self.command == "PUT":
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            item = store.set(name, body.get("value"), ttl=body.get("ttl"),
+                             secret=body.get("secret"))
+            return self._reply(200, api_item(item))
+        if name and self.command == "DELETE":
+            return self._reply(204) if store.delete(name) else self._reply(
+                404, {"faultstring": 'Resource with a name "%s" not found' % name})
+        return self._reply(405, {"faultstring": "method not allowed"})
+
+    do_GET = do_PUT = do_DELETE = _handle
+
+
+class KeyServer(object):
+    """start() -> the API URL (http://127.0.0.1:<port>/v1); .token; stop()."""
+
+    def __init__(self, path, user="stanley"):
+        self.store = KeyFile(path)
+        self.user = user
+        self.token = uuid.uuid4().hex
+        self._httpd = None
+
+    def start(self):
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        httpd.daemon_threads = True
+        httpd.store, httpd.token, httpd.user = self.store, self.token, self.user
+        threading.Thread(target=httpd.serve_forever, daemon=True, name="st2local-keys").start()
+        self._httpd = httpd
+        return self.url
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/v1" % self._httpd.server_address[1]
+
+    def stop(self):
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+class KeyLookup(object):
+    """{{ st2kv.system.x }} in parameters and the pack config (st2's KeyValueLookup reads
+    MongoDB): the same KeyFile; secrets stay opaque unless decrypt (the config)."""
+
+    def __init__(self, store, prefix="", decrypt=False):
+        self._store, self._prefix, self._decrypt = store, prefix, decrypt
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name):
+        key = self._prefix + name
+        item = self._store.get(key)
+        if item is None:
+            return KeyLookup(self._store, key + ".", self._decrypt)
+        return opaque(item["value"]) if item.get("secret") and not self._decrypt else item["value"]
+
+    def __str__(self):
+        return ""
