@@ -1,9 +1,8 @@
-"""The admission step (hourly cap, approval settings) against the local st2 datastore stand-in
-(tools/st2local/datastore.py, st2's ActionService key and TTL rules), and against a datastore
-that fails the way st2's does (errors logged, None returned)."""
+"""The admission step (hourly cap, approval settings) against st2's OWN ActionService (StackStorm
+3.9: python_runner's ActionService -> st2common.services.datastore -> st2client) talking to the
+loopback /v1/keys stand-in of tools/pylib/st2local/keys.py, and against a datastore that fails
+the way st2's does (errors logged, None returned)."""
 import datetime
-import os
-import sys
 
 import pytest
 
@@ -12,8 +11,10 @@ from dvremedy.errors import InputError
 from dvremedy.glue import StepContext
 from dvremedy.settings import Settings
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from st2local.datastore import ActionService, ActionWrapperInfo, Datastore
+from oslo_config import cfg
+from python_runner.python_action_wrapper import ActionService
+
+from st2local.keys import KeyServer
 
 NOON = datetime.datetime(2026, 11, 25, 12, 30)
 
@@ -22,10 +23,19 @@ def context(**automatic):
     return StepContext(Settings({"cloud": "lab", "automatic": automatic}))
 
 
+class Wrapper(object):
+    """What st2's ActionService reads from its PythonActionWrapper."""
+    _pack, _class_name, _log_level = "dangling_volume", "Admit", "debug"
+
+
 @pytest.fixture
-def store(tmp_path):
-    return ActionService(ActionWrapperInfo("dangling_volume", "Admit"),
-                         Datastore(str(tmp_path / "ds.json")))
+def store(tmp_path, monkeypatch):
+    server = KeyServer(str(tmp_path / "ds.json"))
+    cfg.CONF.set_override("api_url", server.start()[:-len("/v1")], group="auth")
+    monkeypatch.setenv("ST2_ACTION_AUTH_TOKEN", server.token)
+    yield ActionService(Wrapper())
+    cfg.CONF.clear_override("api_url", group="auth")
+    server.stop()
 
 
 class DeadStore:
