@@ -85,9 +85,11 @@ class RunContext(object):
 
     def __enter__(self):
         self.tmp = tempfile.mkdtemp(prefix="st2local-")
-        api = self.keys.start()
+        self.keys.start()  # an API the caller names in the environment wins (real st2, a test's)
+        api = os.environ.get("ST2_ACTION_API_URL") or self.keys.url
+        self.api = (api, os.environ.get("ST2_ACTION_AUTH_TOKEN") or self.keys.token)
         with open(os.path.join(self.tmp, "st2.conf"), "w") as f:  # the action's parent args
-            f.write("[auth]\napi_url = %s\n[system_user]\nuser = %s\n" % (api[:-3], self.user))
+            f.write("[auth]\napi_url = %s\n[system_user]\nuser = %s\n" % (api.rsplit("/v1", 1)[0], self.user))
         return self
 
     def __exit__(self, *exc):
@@ -206,7 +208,7 @@ class RunContext(object):
         env["PYTHONPATH"] = os.pathsep.join([os.path.join(self.pack.path, "actions", "lib")] + [
             p for p in [os.environ.get("PYTHONPATH")] if p])
         env.update(ST2_ACTION_PACK_NAME=action.pack, ST2_ACTION_EXECUTION_ID=execution_id,
-                   ST2_ACTION_API_URL=self.keys.url, ST2_ACTION_AUTH_TOKEN=self.keys.token)
+                   ST2_ACTION_API_URL=self.api[0], ST2_ACTION_AUTH_TOKEN=self.api[1])
         request = {"pack": action.pack, "file_path": self.pack.entry_point_path(action),
                    "parameters": params, "config": self.config, "user": self.user,
                    "log_level": runner_params.get("log_level"),
