@@ -184,6 +184,8 @@ def policy_errors(policy, pack=PACK):
 
 def sensor_errors(sensor, pack=PACK):
     def check():
+        if not sensor.get("entry_point"):  # bootstrap/sensorsregistrar.py, before the API model
+            raise ValueError("Sensor definition missing entry_point")
         cleaned = SensorTypeAPI(**dict(sensor, pack=sensor.get("pack", pack))).validate()
         interval = getattr(cleaned, "poll_interval", None)
         if interval and interval < MINIMUM_POLL_INTERVAL:  # sensor_type_utils
@@ -559,6 +561,7 @@ GOOD_SENSOR = {"class_name": "S", "entry_point": "s.py", "poll_interval": 30,
 
 @pytest.mark.parametrize("change, text", [
     ({"class_name": None}, "'class_name' is a required property"),
+    ({"entry_point": None}, "Sensor definition missing entry_point"),
     ({"poll_interval": 2}, "Minimum possible poll_interval is 4 seconds"),
     ({"poll_interval": "30"}, "is not of type 'number'"),
     ({"triggers": []}, "Additional properties are not allowed"),
