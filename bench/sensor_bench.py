@@ -42,10 +42,8 @@ import kombu
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from testsupport import nova_wire as wire
 from testsupport import rabbitmq_process
-import st2_sensor_service as st2svc
-
-st2svc.put_sensors_on_path()
-import nova_consumer as nc
+from testsupport import sensor_service as st2svc
+import nova_consumer as nc  # sensors/, on the path through bench/run
 
 ROUTING_KEYS = list(nc.DEFAULTS["routing_keys"])
 RELEVANT_EVERY = 1000  # 0.1 %
