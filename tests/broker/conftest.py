@@ -1,7 +1,7 @@
 """The broker tier: the sensor against a real RabbitMQ that this session starts itself
-(tests/broker/rabbitmq_process.py: Debian's rabbitmq-server on 127.0.0.5 with free ports, its
-own epmd and data directory), never the lab's. One broker per pytest session; tests that kill
-or restart it leave it running for the next one. Python 3.8 and 3.11."""
+(tools/pylib/testsupport/rabbitmq_process.py: Debian's rabbitmq-server on 127.0.0.5 with free
+ports, its own epmd and data directory), never the lab's. One broker per pytest session; tests
+that kill or restart it leave it running for the next one. Python 3.8 and 3.11."""
 import threading
 import time
 import uuid

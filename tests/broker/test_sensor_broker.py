@@ -2,7 +2,8 @@
 real RabbitMQ of this session's own: Nova's failure signals each alone in both envelopes,
 malformed input, duplicates, the detach window, a refused dispatch, a sensor restart, the broker
 down at start, the broker killed mid-stream under confirmed publishing, and a wrongly flagged
-exchange. Message fixtures are built by tests/nova_wire.py from the documented formats."""
+exchange. Message fixtures are built by tools/pylib/testsupport/nova_wire.py from the documented
+formats."""
 import collections
 import glob
 import json

@@ -1,9 +1,8 @@
 """The unit tier: the pack's code without the lab (seconds, Python 3.8 and 3.11).
 
-actions/lib goes on sys.path as st2 puts it on every python action's PYTHONPATH, so the
-shared package imports the one way production imports it: `from dvremedy.x import y`."""
+pytest.ini puts actions/lib on the path as st2 puts it on every python action's PYTHONPATH, so
+the shared package imports the one way production imports it: `from dvremedy.x import y`."""
 import os
-import sys
 
 import pytest
 
@@ -22,7 +21,7 @@ def sshd_privsep_dir():
 
 @pytest.fixture
 def make_sshd(tmp_path, sshd_privsep_dir):
-    """Start real sshd servers (tests/sshd.py SSHServer): make_sshd(name, env={...}, ...)."""
+    """Start real sshd servers (testsupport.sshd.SSHServer): make_sshd(name, env={...}, ...)."""
     sshd_helper.require_sshd()
     servers = []
 

@@ -1,5 +1,6 @@
-"""dvremedy.sshclient against a real OpenSSH sshd (tests/sshd.py): quoting, exit codes, stdin,
-timeouts, SFTP upload/remove, host-key verification, auth failures, jump hosts, the pool."""
+"""dvremedy.sshclient against a real OpenSSH sshd (tools/pylib/testsupport/sshd.py): quoting,
+exit codes, stdin, timeouts, SFTP upload/remove, host-key verification, auth failures, jump
+hosts, the pool."""
 import os
 import socket
 import stat
