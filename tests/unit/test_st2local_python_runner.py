@@ -25,8 +25,13 @@ PACK = "st2local_fixture"
 
 
 @pytest.fixture
-def run(tmp_path):
-    datastore = str(tmp_path / "kv.json")
+def datastore_path(tmp_path):
+    return str(tmp_path / "kv.json")
+
+
+@pytest.fixture
+def run(datastore_path):
+    datastore = datastore_path
 
     def run_(name, params=None, **kwargs):
         kwargs.setdefault("progress", None)
@@ -124,13 +129,16 @@ def test_constructor_without_action_service_and_config_missing_key(run):
         "missing_key_error"]  # st2 builds the config before it sets the late service
 
 
-def test_datastore_shared_across_processes_with_ttl(run):
-    set_at = time.monotonic()  # each action process takes about a second to start
-    assert run("kv", {"op": "set", "key": "fp", "value": "v1", "ttl": 5})["result"]["result"]
+def test_datastore_shared_across_processes_with_ttl(run, datastore_path):
+    store = KeyFile(datastore_path)
+    assert run("kv", {"op": "set", "key": "fp", "value": "v1"})["result"]["result"]
     assert run("kv", {"op": "get", "key": "fp"})["result"]["result"] == "v1"
     listed = run("kv", {"op": "list"})["result"]["result"]
     assert listed == [["%s.KeyValue:fp" % PACK, "v1"]]
-    time.sleep(max(0.0, set_at + 5.3 - time.monotonic()))
+    assert run("kv", {"op": "set", "key": "fp", "value": "v2", "ttl": 3})["status"] == \
+        "succeeded"
+    assert store.get("%s.KeyValue:fp" % PACK)["ttl"] == 3
+    time.sleep(3.3)
     assert run("kv", {"op": "get", "key": "fp"})["result"]["result"] is None
     assert run("kv", {"op": "set", "key": "g", "value": "x", "local": False})["status"] == \
         "succeeded"
