@@ -1,13 +1,13 @@
-"""Automatic remedies through the real workflow and the real Orquesta engine (1.2.0, via
-tools/st2local): the approval gate (approved, rejected, timed out, pre-approved, not needed),
-the hourly cap kept in the (local) st2 datastore across runs, and the origin echoed in the
-report. The cloud-facing actions are scripted as in test_remedy_workflow; admit and report run
-for real in their own processes. Python 3.8 only (orquesta 1.2.0)."""
+"""Automatic remedies through the real workflow and the orquesta StackStorm 3.9 pins (via
+tools/pylib/st2local): the approval gate (approved, rejected, timed out, pre-approved, not
+needed), the hourly cap kept in the local st2 datastore across runs (st2's ActionService in the
+admit process, through the /v1/keys stand-in), and the origin echoed in the report. The
+cloud-facing actions are scripted as in test_remedy_workflow; admit and report run for real in
+their own processes. Python 3.8 and 3.11."""
 import json
 
 import pytest
 
-pytest.importorskip("orquesta")
 from test_remedy_workflow import broken, healthy, params_of, remedy  # noqa: E402
 
 SENSOR = {"source": "sensor", "event_type": "compute.exception", "message_id": "m-1",

@@ -1,19 +1,19 @@
-"""The real actions/workflows/remedy.yaml conducted by the real Orquesta engine (1.2.0, via
-tools/st2local) on every path, with the cloud-facing actions scripted (their logic is tested
-on the lab) and the report action run for real. Python 3.8 only (orquesta 1.2.0)."""
+"""The real actions/workflows/remedy.yaml conducted by the orquesta StackStorm 3.9 pins (via
+tools/pylib/st2local) on every path, with the cloud-facing actions scripted (their logic is
+tested on the lab) and the report action run for real through st2's python action wrapper.
+Python 3.8 and 3.11."""
 import os
-import sys
 
 import pytest
 
-pytest.importorskip("orquesta")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import st2local
 from st2local import py_result
 
 from dvremedy.classify import classify
 from dvremedy.plan import make_plan
 from test_classify_plan import SERVER, VOLUME, broken, healthy
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 P = "dangling_volume."
 

@@ -2,11 +2,11 @@
 small HTTP server standing in for that API (below). Asserts the request st2 would receive, the
 typed errors for each refusal, that bad input never reaches the network, and that the token
 stays out of results, errors and log lines, also when the action runs in its own process as
-st2's python runner runs it (tools/st2local)."""
+st2's python runner runs it (tools/pylib/st2local: st2's PythonActionWrapper; the
+environment's ST2_ACTION_API_URL / ST2_ACTION_AUTH_TOKEN are handed to the action)."""
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -11,13 +11,13 @@ import sys
 import threading
 import time
 
+import orquesta
 import pytest
 
-import orquesta
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from st2local import conduct_workflow, py_result, run_action, wf_result
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "st2local_pack")
 PACK = "st2local_fixture"

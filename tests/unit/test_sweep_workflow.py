@@ -1,18 +1,17 @@
-"""The real actions/workflows/sweep.yaml through the real Orquesta engine (1.2.0, via
-tools/st2local): the audit scripted, plan_sweep and sweep_summary run for real, and the remedy
-either scripted (its outcomes) or conducted for real with its own actions scripted (the approval
-gate inside it). Python 3.8 only (orquesta 1.2.0)."""
+"""The real actions/workflows/sweep.yaml through the orquesta StackStorm 3.9 pins (via
+tools/pylib/st2local): the audit scripted, plan_sweep and sweep_summary run for real, and the
+remedy either scripted (its outcomes) or conducted for real with its own actions scripted (the
+approval gate inside it). Python 3.8 and 3.11."""
 import os
-import sys
 
 import pytest
 
-pytest.importorskip("orquesta")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import st2local
 from st2local import py_result, wf_result
 
 from test_remedy_workflow import broken, scripted
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 P = "dangling_volume."
 A = ("aaaaaaaa-0000-4000-8000-00000000000%d", "bbbbbbbb-0000-4000-8000-00000000000%d")
