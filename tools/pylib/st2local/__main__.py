@@ -1,4 +1,5 @@
-"""st2-run: run one action of the pack locally (python -m st2local; see README.md).
+"""st2-run <pack>.<action> [key=value ...] [--config FILE] [--answer ANSWER]... [--json]
+[--datastore FILE] [--user NAME] [--pack DIR] [--quiet] (python -m st2local; see README.md).
 Exit 0 when the execution succeeded, 1 otherwise, 2 for a usage error."""
 import argparse
 import json
@@ -11,60 +12,31 @@ from .runner import kill_all
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="st2-run", description="Run one action of the pack locally (st2local).")
+    parser = argparse.ArgumentParser(prog="st2-run", description="Run one action locally.")
     parser.add_argument("ref", help="<pack>.<action>, or just <action>")
     parser.add_argument("params", nargs="*", metavar="key=value")
-    parser.add_argument("--config", help="pack config YAML (st2: /opt/stackstorm/configs/"
-                        "<pack>.yaml); schema defaults are applied")
-    parser.add_argument("--answer", action="append", default=[],
-                        help="core.ask answer: approve, reject, timeout or a JSON response; "
-                        "TASK=ANSWER for one task (repeatable)")
+    parser.add_argument("--config", help="pack config YAML (schema defaults are applied)")
+    parser.add_argument("--answer", action="append", default=[], help="core.ask answer: "
+                        "approve, reject, timeout or a JSON response; TASK=ANSWER for one task")
     parser.add_argument("--json", action="store_true", help="print the execution as JSON")
-    parser.add_argument("--datastore", help="datastore JSON file (default $ST2LOCAL_DATASTORE "
-                        "or ~/.cache/st2local/<pack>.datastore.json)")
+    parser.add_argument("--datastore", help="the key file (default $ST2LOCAL_DATASTORE or "
+                        "~/.cache/st2local/<pack>.datastore.json)")
     parser.add_argument("--user", default=os.environ.get("ST2LOCAL_USER", "stanley"))
-    parser.add_argument("--pack", default=os.environ.get("ST2LOCAL_PACK", os.getcwd()),
-                        help="pack directory (default: the repository root)")
+    parser.add_argument("--pack", default=os.environ.get("ST2LOCAL_PACK", os.getcwd()))
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser.parse_intermixed_args(argv)  # key=value may come after the options
 
 
-def split_params(items):
-    params = {}
-    for item in items:
-        if "=" not in item:
-            raise PackError("parameter %r is not key=value" % item)
-        key, value = item.split("=", 1)
-        params[key] = value
-    return params
-
-
-def split_answers(items):
-    answer, answers = None, {}
-    for item in items:
-        head, sep, tail = item.partition("=")
-        if sep and not item.lstrip().startswith("{") and head.isidentifier():
-            answers[head] = tail
-        else:
-            answer = item
-    return answer, answers
-
-
 def summary(execution):
-    lines = ["id: %s" % execution.get("id"),
-             "action: %s" % execution["action"],
+    lines = ["id: %s" % execution.get("id"), "action: %s" % execution["action"],
              "status: %s (%.1f s)" % (execution["status"], execution.get("duration") or 0.0)]
     if execution.get("parameters"):
         lines.append("parameters: %s" % json.dumps(execution["parameters"], sort_keys=True))
-    lines.append("result:")
     body = json.dumps(execution.get("result"), indent=2, sort_keys=True, default=str)
-    lines.extend("  " + line for line in body.splitlines())
-    tasks = execution.get("tasks")
-    if tasks:
+    lines += ["result:"] + ["  " + line for line in body.splitlines()]
+    if execution.get("tasks"):
         lines.append("tasks (in the order their outcomes reached the engine):")
-        lines.append("  %7s %7s  %-10s %s" % ("start", "took", "status", "task -> action"))
-        lines.extend(_task_lines(tasks, ""))
+        lines += _task_lines(execution["tasks"], "")
     if execution["status"] == "paused":
         lines.append("The workflow is waiting on an inquiry (core.ask): run again with "
                      "--answer approve|reject|timeout.")
@@ -75,25 +47,29 @@ def _task_lines(tasks, prefix):
     out = []
     for t in tasks:
         name = prefix + t["id"] + ("" if t.get("item_id") is None else "[%s]" % t["item_id"])
-        out.append("  %6.1fs %6.1fs  %-10s %s -> %s" % (t["start"], t["duration"], t["status"],
-                                                       name, t.get("action") or "-"))
-        if t.get("tasks"):
-            out.extend(_task_lines(t["tasks"], name + "/"))
+        out.append("  %6.1fs %6.1fs  %-10s %s -> %s" % (
+            t["start"], t["duration"], t["status"], name, t.get("action") or "-"))
+        out += _task_lines(t.get("tasks") or [], name + "/")
     return out
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        params = split_params(args.params)
-    except PackError as exc:
-        sys.stderr.write("st2-run: %s\n" % exc)
+    if not all("=" in item for item in args.params):
+        sys.stderr.write("st2-run: parameters are key=value, got %s\n" % args.params)
         return 2
-    answer, answers = split_answers(args.answer)
+    answer, answers = None, {}
+    for item in args.answer:
+        head, sep, tail = item.partition("=")
+        if sep and not item.lstrip().startswith("{") and head.isidentifier():
+            answers[head] = tail
+        else:
+            answer = item
     try:
-        execution = run_action(args.pack, args.ref, params, from_cli=True, config=args.config,
-                               answer=answer, answers=answers, datastore_path=args.datastore,
-                               user=args.user, progress=None if args.quiet else sys.stderr)
+        execution = run_action(args.pack, args.ref, dict(p.split("=", 1) for p in args.params),
+                               from_cli=True, config=args.config, answer=answer,
+                               answers=answers, datastore_path=args.datastore, user=args.user,
+                               progress=None if args.quiet else sys.stderr)
     except PackError as exc:
         sys.stderr.write("st2-run: %s\n" % exc)
         return 1
@@ -101,10 +77,9 @@ def main(argv=None):
         kill_all()
         sys.stderr.write("st2-run: interrupted\n")
         return 130
-    if args.json:
-        sys.stdout.write(json.dumps(execution, indent=2, sort_keys=True, default=str) + "\n")
-    else:
-        sys.stdout.write(summary(execution) + "\n")
+    text = json.dumps(execution, indent=2, sort_keys=True, default=str) if args.json \
+        else summary(execution)
+    sys.stdout.write(text + "\n")
     return 0 if execution["status"] == "succeeded" else 1
 
 

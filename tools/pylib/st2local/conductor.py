@@ -23,21 +23,16 @@ from .runner import RequestError, kill_all, new_id
 
 
 class TaskCall(object):
-    """What a scripted executor (or a completion_order key) is told about one action call."""
+    """What a scripted executor (or a completion_order key) is told about one action call:
+    workflow (its ref), task_id, route, item_id (None unless with-items), action, params (the
+    rendered input), attempt (1, then 2 after one retry...), path ("task" or "parent/task")."""
 
     def __init__(self, workflow, task_id, route, item_id, action, params, attempt, path):
-        self.workflow = workflow      # the workflow action's ref
-        self.task_id = task_id
-        self.route = route
-        self.item_id = item_id        # None unless with-items
-        self.action = action          # the action ref the task runs
-        self.params = params          # the task's rendered input
-        self.attempt = attempt        # 1 for the first run of this task, 2 after one retry...
-        self.path = path              # "task" or "parent_task/task" for nested workflows
+        self.workflow, self.task_id, self.route, self.item_id = workflow, task_id, route, item_id
+        self.action, self.params, self.attempt, self.path = action, params, attempt, path
 
     def __repr__(self):
-        item = "" if self.item_id is None else "[%s]" % self.item_id
-        return "<TaskCall %s%s -> %s>" % (self.path, item, self.action)
+        return "<TaskCall %s -> %s>" % (_name(self), self.action)
 
 
 class _Job(object):
@@ -50,27 +45,21 @@ def _name(call):
     return call.path if call.item_id is None else "%s[%s]" % (call.path, call.item_id)
 
 
+def _try(call, *args):
+    try:
+        call(*args)
+    except orquesta_exc.InvalidWorkflowStatusTransition:
+        pass
+
+
 class WorkflowRun(object):
     """One workflow execution. run() -> (status, {"output": ..., ["errors": [...]]}, tasks)."""
 
     def __init__(self, ctx, action, wf_path, inputs, st2_context, path_prefix=""):
-        self.ctx = ctx
-        self.action = action
-        self.wf_path = wf_path
-        self.inputs = inputs
-        self.st2_context = st2_context
-        self.path_prefix = path_prefix
-        self.conductor = None
-        self.inflight = {}
-        self.done = queue.Queue()
-        self.buffer = []
-        self.items = {}
-        self.attempts = {}
-        self.pending_asks = []
-        self.tasks = []
-        self.seq = 0
-
-    # -- set-up ---------------------------------------------------------------------------------
+        self.ctx, self.action, self.wf_path, self.inputs = ctx, action, wf_path, inputs
+        self.st2_context, self.path_prefix, self.conductor = st2_context, path_prefix, None
+        self.inflight, self.done, self.buffer, self.seq = {}, queue.Queue(), [], 0
+        self.items, self.attempts, self.pending_asks, self.tasks = {}, {}, [], []
 
     def run(self):
         try:
@@ -83,11 +72,8 @@ class WorkflowRun(object):
             return "failed", {"output": None, "errors": errors}, []
         self.conductor = conducting.WorkflowConductor(
             spec, context=self.st2_context, inputs=self.inputs)
-        for wanted in (statuses.REQUESTED, statuses.RUNNING):
-            try:
-                self.conductor.request_workflow_status(wanted)
-            except orquesta_exc.InvalidWorkflowStatusTransition:
-                break  # inputs or vars did not render: the workflow is already failed
+        for wanted in (statuses.REQUESTED, statuses.RUNNING):  # fails: inputs did not render
+            _try(self.conductor.request_workflow_status, wanted)
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -96,8 +82,6 @@ class WorkflowRun(object):
         finally:
             self._drain()
         return self._finish()
-
-    # -- the loop -------------------------------------------------------------------------------
 
     def _loop(self):
         conductor = self.conductor
@@ -120,10 +104,7 @@ class WorkflowRun(object):
 
     def _request_failed(self):
         if self.conductor.get_workflow_status() not in statuses.COMPLETED_STATUSES:
-            try:
-                self.conductor.request_workflow_status(statuses.FAILED)
-            except orquesta_exc.InvalidWorkflowStatusTransition:
-                pass
+            _try(self.conductor.request_workflow_status, statuses.FAILED)
 
     def _start(self, next_tasks):
         conductor = self.conductor
@@ -133,28 +114,21 @@ class WorkflowRun(object):
                 conductor.update_task_state(task["id"], task["route"],
                                             events.ActionExecutionEvent(statuses.RUNNING))
             for spec in task["actions"]:
-                if spec.get("item_id") is None:
-                    event = events.ActionExecutionEvent(statuses.RUNNING)
-                else:
-                    event = events.TaskItemActionExecutionEvent(spec["item_id"],
-                                                                statuses.RUNNING)
-                conductor.update_task_state(task["id"], task["route"], event)
+                conductor.update_task_state(task["id"], task["route"], events.ActionExecutionEvent(
+                    statuses.RUNNING) if spec.get("item_id") is None else events.
+                    TaskItemActionExecutionEvent(spec["item_id"], statuses.RUNNING))
         for task in next_tasks:
             self._request_task(task)
 
     def _request_task(self, task):
-        task_id, route = task["id"], task["route"]
-        task_spec = task["spec"]
+        task_id, route, task_spec = task["id"], task["route"], task["spec"]
         key = (task_id, route)
-        if task_spec.has_items():
-            acc = self.items.get(key)
-            if acc is None or all(s in statuses.COMPLETED_STATUSES for s in acc["statuses"]):
-                count = task.get("items_count") or 0
-                self.items[key] = {"results": [None] * count, "statuses": [None] * count}
-                self.attempts[key] = self.attempts.get(key, 0) + 1
-        else:
+        acc = self.items.get(key)
+        if not task_spec.has_items() or acc is None or all(
+                s in statuses.COMPLETED_STATUSES for s in acc["statuses"]):
+            count = task.get("items_count") or 0
+            self.items[key] = {"results": [None] * count, "statuses": [None] * count}
             self.attempts[key] = self.attempts.get(key, 0) + 1
-
         if getattr(task_spec, "action", None) is None:
             self._complete_now(task_id, route, None, "task has no action: succeeded")
             return
@@ -164,10 +138,8 @@ class WorkflowRun(object):
         delay = task.get("delay") or 0
         concurrency = task.get("concurrency")
         for spec in task["actions"]:
-            item_id = spec.get("item_id")
-            job_delay = delay
-            if item_id is not None and delay and concurrency and item_id >= concurrency:
-                job_delay = 0  # st2 delays only the first `concurrency` items
+            item_id = spec.get("item_id")  # st2 delays only the first `concurrency` items
+            job_delay = 0 if item_id and concurrency and item_id >= concurrency else delay
             call = TaskCall(self.action.ref, task_id, route, item_id, spec.get("action"),
                             spec.get("input") or {}, self.attempts[key],
                             self.path_prefix + task_id)
@@ -175,19 +147,16 @@ class WorkflowRun(object):
             self.seq += 1
 
     def _complete_now(self, task_id, route, action, note):
-        now = self.ctx.elapsed()
-        self.conductor.update_task_state(task_id, route,
-                                         events.ActionExecutionEvent(statuses.SUCCEEDED))
+        now, done = self.ctx.elapsed(), statuses.SUCCEEDED
+        self.conductor.update_task_state(task_id, route, events.ActionExecutionEvent(done))
         self.tasks.append({"id": task_id, "route": route, "item_id": None, "action": action,
-                           "status": statuses.SUCCEEDED, "task_status": statuses.SUCCEEDED,
-                           "start": round(now, 3), "duration": 0.0, "result": None})
+                           "status": done, "task_status": done, "start": round(now, 3),
+                           "duration": 0.0, "result": None})
         self.ctx.progress(now, self.path_prefix + task_id, action or "-", note, 0.0)
 
     def _launch(self, job):
         self.inflight[id(job)] = job
-        thread = threading.Thread(target=self._work, args=(job,), daemon=True,
-                                  name="st2local-%s" % job.call.path)
-        thread.start()
+        threading.Thread(target=self._work, args=(job,), daemon=True).start()
 
     def _work(self, job):
         try:
@@ -196,11 +165,9 @@ class WorkflowRun(object):
             job.start = self.ctx.elapsed()
             job.execution = self._execute(job.call)
         except BaseException as exc:  # noqa: B902 - never lose a job: report it as failed
-            job.execution = {"status": statuses.FAILED, "duration": 0.0,
-                             "result": {"error": "%s: %s" % (type(exc).__name__, exc),
-                                        "traceback": traceback.format_exc()}}
-            if job.start is None:
-                job.start = self.ctx.elapsed()
+            job.execution = {"status": statuses.FAILED, "duration": 0.0, "result": {
+                "error": "%s: %s" % (type(exc).__name__, exc), "traceback": traceback.format_exc()}}
+            job.start = job.start or self.ctx.elapsed()
         finally:
             self.done.put(job)
 
@@ -216,39 +183,32 @@ class WorkflowRun(object):
             return self.ctx.execute(call.action, call.params, call=call, parent=parent,
                                     path_prefix=call.path + "/")
         except RequestError as exc:
-            message = "%s: %s" % (type(exc).__name__, exc)
-            return {"status": "failed", "error_kind": "request", "duration": 0.0,
-                    "result": {"errors": [{"type": "error", "message": message,
-                                           "task_id": call.task_id, "route": call.route}]}}
+            return {"status": "failed", "error_kind": "request", "duration": 0.0, "result": {
+                "errors": [{"type": "error", "message": "RequestError: %s" % exc,
+                            "task_id": call.task_id, "route": call.route}]}}
 
     def _next_completion(self):
-        if self.ctx.completion_rank is None:
-            if self.buffer:
-                return self.buffer.pop(0)
+        rank = self.ctx.completion_rank
+        if rank is None and not self.buffer:
             job = self.done.get()
             self.inflight.pop(id(job), None)
             return job
-        while self.inflight:
-            job = self.done.get()
-            self.inflight.pop(id(job), None)
-            self.buffer.append(job)
-        best = min(self.buffer, key=lambda j: (self.ctx.completion_rank(j.call), j.seq))
+        self._drain()
+        best = min(self.buffer, key=lambda j: (rank(j.call), j.seq)) if rank else self.buffer[0]
         self.buffer.remove(best)
         return best
 
     def _drain(self):
-        """On an unexpected error, do not leave threads feeding a dead loop: wait for them."""
+        """Wait for every running action (also so that no thread feeds a dead loop)."""
         while self.inflight:
             job = self.done.get()
             self.inflight.pop(id(job), None)
-
-    # -- feeding results back -------------------------------------------------------------------
+            self.buffer.append(job)
 
     def _event(self, call, status, result):
-        key = (call.task_id, call.route)
         if call.item_id is None:
             return events.ActionExecutionEvent(status, result=result)
-        acc = self.items[key]
+        acc = self.items[(call.task_id, call.route)]
         if status in statuses.COMPLETED_STATUSES:
             acc["results"][call.item_id] = result
         acc["statuses"][call.item_id] = status
@@ -263,30 +223,25 @@ class WorkflowRun(object):
                   "duration": round(execution.get("duration") or 0.0, 3), "result": result}
         if execution.get("tasks") is not None:
             record["tasks"] = execution["tasks"]
-        if execution.get("error_kind") == "request":
-            # st2: a task whose action cannot be requested (bad parameters, unknown action)
-            # fails, and the workflow fails with the error (fail_workflow_execution).
-            self._update(call, statuses.FAILED, result)
-            self.conductor.log_entry("error", result["errors"][0]["message"],
-                                     task_id=call.task_id, route=call.route)
-            self._request_failed()
-            self._record(record, job)
-            return
         if status == statuses.PENDING:
             self._update(call, statuses.PENDING, None)
             self.pending_asks.append((job, record))
-            self.ctx.progress(job.start, _name(call), call.action,
-                              "pending (inquiry: waiting for an answer)", None)
-            return
-        self._update(call, status, result)
+            return self.ctx.progress(job.start, _name(call), call.action,
+                                     "pending (inquiry: waiting for an answer)", None)
+        self._update(call, statuses.FAILED if execution.get("error_kind") else status, result)
+        if execution.get("error_kind"):  # st2: a refused request fails the task and workflow
+            self.conductor.log_entry("error", result["errors"][0]["message"],
+                                     task_id=call.task_id, route=call.route)
+            self._request_failed()
         self._record(record, job)
 
-    def _record(self, record, job):
+    def _record(self, record, job, progress=True):
         entry = self.conductor.get_task_state_entry(job.call.task_id, job.call.route)
         record["task_status"] = (entry or {}).get("status")  # the task as orquesta sees it
         self.tasks.append(record)
-        self.ctx.progress(job.start, _name(job.call), job.call.action,
-                          record["status"], record["duration"])
+        if progress:
+            self.ctx.progress(job.start, _name(job.call), job.call.action,
+                              record["status"], record["duration"])
 
     def _update(self, call, status, result):
         try:
@@ -296,24 +251,21 @@ class WorkflowRun(object):
             self.conductor.log_error(exc, task_id=call.task_id, route=call.route)
             self._request_failed()
 
-    # -- inquiries ------------------------------------------------------------------------------
-
     def _answer_one(self):
         job, record = self.pending_asks[0]
         answer = self.ctx.answer_for(job.call.task_id)
         if answer is None:
             return False
         self.pending_asks.pop(0)
-        call = job.call
-        ask_result = dict(job.execution.get("result") or {})
-        wf_status = self.conductor.get_workflow_status()
-        paused = wf_status in (statuses.PAUSING, statuses.PAUSED)
-        if answer == "timeout":
-            # st2's inquiry garbage collector: time the inquiry out, then resume the workflow.
+        call, ask_result = job.call, dict(job.execution.get("result") or {})
+        paused = self.conductor.get_workflow_status() in (statuses.PAUSING, statuses.PAUSED)
+        resume = (self.conductor.request_workflow_status, statuses.RESUMING)
+        record.update(answer=answer, duration=round(self.ctx.elapsed() - job.start, 3))
+        if answer == "timeout":  # st2's inquiry garbage collector: expire, then resume
             status, result = statuses.EXPIRED, ask_result
             self._update(call, status, result)
             if self.conductor.get_workflow_status() in (statuses.PAUSING, statuses.PAUSED):
-                self._resume()
+                _try(*resume)
         else:
             try:
                 response = self.ctx.response_for(answer, ask_result.get("schema"))
@@ -321,37 +273,20 @@ class WorkflowRun(object):
                 self.conductor.log_entry("error", str(exc), task_id=call.task_id,
                                          route=call.route)
                 self._request_failed()
-                record.update(status="failed", result={"error": str(exc)},
-                              duration=round(self.ctx.elapsed() - job.start, 3))
-                self._record(record, job)
-                return True
-            # st2's inquiry respond(): resume the parent workflow first, then succeed the task.
-            if paused:
-                self._resume()
-            status = statuses.SUCCEEDED
-            result = dict(ask_result, response=response)
+                record.update(status="failed", result={"error": str(exc)})
+                return self._record(record, job) or True
+            if paused:  # st2's inquiry respond(): resume the workflow, then succeed the task
+                _try(*resume)
+            status, result = statuses.SUCCEEDED, dict(ask_result, response=response)
             self._update(call, status, result)
-        record.update(status=status, result=result,
-                      duration=round(self.ctx.elapsed() - job.start, 3))
-        record["answer"] = answer
-        self._record(record, job)
-        return True
-
-    def _resume(self):
-        try:
-            self.conductor.request_workflow_status(statuses.RESUMING)
-        except orquesta_exc.InvalidWorkflowStatusTransition as exc:
-            self.conductor.log_error(exc)
-
-    # -- the end --------------------------------------------------------------------------------
+        record.update(status=status, result=result)
+        return self._record(record, job) or True
 
     def _finish(self):
         conductor = self.conductor
         for job, record in self.pending_asks:  # unanswered: the workflow stays paused
             record["duration"] = round(self.ctx.elapsed() - job.start, 3)
-            entry = conductor.get_task_state_entry(job.call.task_id, job.call.route)
-            record["task_status"] = (entry or {}).get("status")
-            self.tasks.append(record)
+            self._record(record, job, progress=False)
         status = conductor.get_workflow_status()
         if status in statuses.RUNNING_STATUSES:
             conductor.log_entry("error", "st2local: the workflow is still %s but no task is "

@@ -81,18 +81,16 @@ class KeyFile(object):
 
 def api_item(item, decrypt=False):
     """An item as st2's KeyValuePairAPI shows it."""
+    hide = item.get("secret") and not decrypt
     expire = item.get("expire_at")
-    return {"id": item["name"], "name": item["name"], "scope": "st2kv.system",
-            "secret": item.get("secret", False), "encrypted": bool(item.get("secret")) and not
-            decrypt, "ttl": item.get("ttl"),
-            "value": opaque(item["value"]) if item.get("secret") and not decrypt
-            else item["value"],
-            "expire_timestamp": datetime.datetime.utcfromtimestamp(expire).isoformat() + "Z"
-            if expire else None}
+    return {"id": item["name"], "name": item["name"], "scope": "st2kv.system", "ttl": item.get(
+        "ttl"), "secret": item.get("secret", False), "encrypted": bool(hide),
+        "value": opaque(item["value"]) if hide else item["value"], "expire_timestamp":
+        datetime.datetime.utcfromtimestamp(expire).isoformat() + "Z" if expire else None}
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # quiet
+    def log_message(self, *args):
         pass
 
     def _reply(self, code, body=None):
@@ -104,43 +102,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _handle(self):
-        server = self.server
-        url = urlparse(self.path)
+        server, url = self.server, urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        name = parts[2] if len(parts) == 3 and parts[:2] == ["v1", "keys"] else None
+        missing = (404, {"faultstring": 'Resource with a name "%s" not found' % name})
         if self.headers.get("X-Auth-Token") != server.token:
             return self._reply(401, {"faultstring": "Unauthorized - invalid or missing token"})
         if query.get("scope", "system") not in ("system", "st2kv.system"):
             return self._reply(400, {"faultstring": "scope %s unsupported" % query["scope"]})
         if parts == ["v1", "user"] and self.command == "GET":
-            return self._reply(200, {"username": server.user, "nickname": None,
-                                     "authentication": {"method": "authentication token",
-                                                        "location": "header"},
-                                     "impersonated": False, "is_service": False,
-                                     "rbac": {"enabled": False, "roles": [], "is_admin": True}})
-        if parts[:2] != ["v1", "keys"] or len(parts) > 3:
-            return self._reply(404, {"faultstring": "not found (st2local serves /v1/keys only)"})
-        store = server.store
-        if len(parts) == 2 and self.command == "GET":
-            items = store.list(query.get("prefix"))
+            return self._reply(200, {"username": server.user, "authentication": {
+                "method": "authentication token", "location": "header"}, "impersonated": False,
+                "is_service": False, "rbac": {"enabled": False, "roles": [], "is_admin": True}})
+        if parts == ["v1", "keys"] and self.command == "GET":
             offset, limit = int(query.get("offset", 0)), int(query.get("limit", 0) or 0)
-            items = items[offset:offset + limit] if limit > 0 else items[offset:]
-            return self._reply(200, [api_item(i) for i in items])
-        name = parts[2] if len(parts) == 3 else None
-        decrypt = query.get("decrypt") == "true"
+            items = server.store.list(query.get("prefix"))[offset:]
+            return self._reply(200, [api_item(i) for i in items[:limit or None]])
         if name and self.command == "GET":
-            item = store.get(name)
-            return self._reply(200, api_item(item, decrypt)) if item else self._reply(
-                404, {"faultstring": 'Resource with a name "%s" not found' % name})
+            item = server.store.get(name)
+            return self._reply(*((200, api_item(item, query.get("decrypt") == "true"))
+                                 if item else missing))
         if name and self.command == "PUT":
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            item = store.set(name, body.get("value"), ttl=body.get("ttl"),
-                             secret=body.get("secret"))
-            return self._reply(200, api_item(item))
+            return self._reply(200, api_item(server.store.set(
+                name, body.get("value"), body.get("ttl"), body.get("secret"))))
         if name and self.command == "DELETE":
-            return self._reply(204) if store.delete(name) else self._reply(
-                404, {"faultstring": 'Resource with a name "%s" not found' % name})
-        return self._reply(405, {"faultstring": "method not allowed"})
+            return self._reply(*((204,) if server.store.delete(name) else missing))
+        return self._reply(404, {"faultstring": "st2local serves /v1/keys and /v1/user only"})
 
     do_GET = do_PUT = do_DELETE = _handle
 
@@ -149,10 +138,7 @@ class KeyServer(object):
     """start() -> the API URL (http://127.0.0.1:<port>/v1); .token; stop()."""
 
     def __init__(self, path, user="stanley"):
-        self.store = KeyFile(path)
-        self.user = user
-        self.token = uuid.uuid4().hex
-        self._httpd = None
+        self.store, self.user, self.token, self._httpd = KeyFile(path), user, uuid.uuid4().hex, None
 
     def start(self):
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -170,7 +156,6 @@ class KeyServer(object):
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
-            self._httpd = None
 
 
 class KeyLookup(object):
