@@ -27,30 +27,20 @@ def parse_args(argv):
     return parser.parse_intermixed_args(argv)  # key=value may come after the options
 
 
-def summary(execution):
-    lines = ["id: %s" % execution.get("id"), "action: %s" % execution["action"],
-             "status: %s (%.1f s)" % (execution["status"], execution.get("duration") or 0.0)]
-    if execution.get("parameters"):
-        lines.append("parameters: %s" % json.dumps(execution["parameters"], sort_keys=True))
-    body = json.dumps(execution.get("result"), indent=2, sort_keys=True, default=str)
-    lines += ["result:"] + ["  " + line for line in body.splitlines()]
-    if execution.get("tasks"):
-        lines.append("tasks (in the order their outcomes reached the engine):")
-        lines += _task_lines(execution["tasks"], "")
-    if execution["status"] == "paused":
+def summary(execution, tasks=None, prefix=""):
+    lines = [] if tasks else ["status: %s (%.1f s), id %s, action %s" % (
+        execution["status"], execution.get("duration") or 0.0, execution.get("id"),
+        execution["action"]), "parameters: %s" % json.dumps(execution.get("parameters")),
+        "result: " + json.dumps(execution.get("result"), indent=2, default=str)]
+    for t in tasks or execution.get("tasks") or []:
+        name = prefix + t["id"] + ("" if t.get("item_id") is None else "[%s]" % t["item_id"])
+        lines.append("  %6.1fs %6.1fs  %-10s %s -> %s" % (
+            t["start"], t["duration"], t["status"], name, t.get("action") or "-"))
+        lines += summary(execution, t.get("tasks"), name + "/") if t.get("tasks") else []
+    if execution["status"] == "paused" and not tasks:
         lines.append("The workflow is waiting on an inquiry (core.ask): run again with "
                      "--answer approve|reject|timeout.")
-    return "\n".join(lines)
-
-
-def _task_lines(tasks, prefix):
-    out = []
-    for t in tasks:
-        name = prefix + t["id"] + ("" if t.get("item_id") is None else "[%s]" % t["item_id"])
-        out.append("  %6.1fs %6.1fs  %-10s %s -> %s" % (
-            t["start"], t["duration"], t["status"], name, t.get("action") or "-"))
-        out += _task_lines(t.get("tasks") or [], name + "/")
-    return out
+    return lines
 
 
 def main(argv=None):
@@ -78,7 +68,7 @@ def main(argv=None):
         sys.stderr.write("st2-run: interrupted\n")
         return 130
     text = json.dumps(execution, indent=2, sort_keys=True, default=str) if args.json \
-        else summary(execution)
+        else "\n".join(summary(execution))
     sys.stdout.write(text + "\n")
     return 0 if execution["status"] == "succeeded" else 1
 

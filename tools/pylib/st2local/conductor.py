@@ -1,18 +1,16 @@
-"""Conducts an Orquesta workflow with the orquesta st2 3.9 runs (st2's pinned commit, 1.6.0+)
-the way st2's workflow engine drives it (st2common/services/workflows.py): the definition is
-loaded by orquesta (duplicate keys refused) and inspected by st2's wf_svc.inspect (orquesta's
-checks plus st2's action/input checks); then: request REQUESTED, RUNNING; repeat get_next_tasks,
-mark every action RUNNING, run each in its own thread, feed each outcome back as an
-(item) action execution event carrying the WHOLE execution result; render the output.
-HOME-MADE (st2 does this through MongoDB, its scheduler and action runners): the loop itself,
-the threads, core.ask answers (approve/reject: resume, then succeed; timeout: expire, then
-resume; none: the run ends paused) and the completion order for tests: with completion_order
-the loop waits until every running action has finished, then feeds back the lowest-ranked one.
-"""
+"""Conducts a workflow with the orquesta st2 3.9 pins (5ba1467, 1.6.0+) as st2's workflow
+engine drives it (st2common/services/workflows.py): orquesta loads the definition (duplicate
+keys refused), st2's wf_svc.inspect checks it; REQUESTED, RUNNING; then get_next_tasks, every
+action marked RUNNING, each run in a thread, each outcome fed back with the WHOLE execution
+result. HOME-MADE (st2 does it through MongoDB, its scheduler and runners): this loop, the
+threads, core.ask answers (approve/reject: resume, then succeed; timeout: expire, then resume;
+none: the run ends paused) and completion_order (wait for every running action, then feed back
+the lowest-ranked outcome)."""
 import queue
 import threading
 import time
 import traceback
+import types
 
 from orquesta import conducting, events, statuses
 from orquesta import exceptions as orquesta_exc
@@ -35,10 +33,8 @@ class TaskCall(object):
         return "<TaskCall %s -> %s>" % (_name(self), self.action)
 
 
-class _Job(object):
-    def __init__(self, call, delay, seq):
-        self.call, self.delay, self.seq = call, delay, seq
-        self.execution = self.start = None
+def _job(call, delay, seq):
+    return types.SimpleNamespace(call=call, delay=delay, seq=seq, execution=None, start=None)
 
 
 def _name(call):
@@ -84,23 +80,19 @@ class WorkflowRun(object):
         return self._finish()
 
     def _loop(self):
-        conductor = self.conductor
         while True:
             try:
-                next_tasks = conductor.get_next_tasks()
+                next_tasks = self.conductor.get_next_tasks()
             except Exception as exc:
-                conductor.log_error(exc)
+                self.conductor.log_error(exc)
                 self._request_failed()
                 next_tasks = []
             if next_tasks:
                 self._start(next_tasks)
-                continue
-            if self.inflight or self.buffer:
+            elif self.inflight or self.buffer:
                 self._deliver(self._next_completion())
-                continue
-            if self.pending_asks and self._answer_one():
-                continue
-            return
+            elif not (self.pending_asks and self._answer_one()):
+                return
 
     def _request_failed(self):
         if self.conductor.get_workflow_status() not in statuses.COMPLETED_STATUSES:
@@ -130,20 +122,17 @@ class WorkflowRun(object):
             self.items[key] = {"results": [None] * count, "statuses": [None] * count}
             self.attempts[key] = self.attempts.get(key, 0) + 1
         if getattr(task_spec, "action", None) is None:
-            self._complete_now(task_id, route, None, "task has no action: succeeded")
-            return
+            return self._complete_now(task_id, route, None, "task has no action: succeeded")
         if task_spec.has_items() and task.get("items_count") == 0:
-            self._complete_now(task_id, route, "(no items)", "no items: succeeded")
-            return
-        delay = task.get("delay") or 0
-        concurrency = task.get("concurrency")
+            return self._complete_now(task_id, route, "(no items)", "no items: succeeded")
+        delay, concurrency = task.get("delay") or 0, task.get("concurrency")
         for spec in task["actions"]:
             item_id = spec.get("item_id")  # st2 delays only the first `concurrency` items
             job_delay = 0 if item_id and concurrency and item_id >= concurrency else delay
             call = TaskCall(self.action.ref, task_id, route, item_id, spec.get("action"),
                             spec.get("input") or {}, self.attempts[key],
                             self.path_prefix + task_id)
-            self._launch(_Job(call, job_delay, self.seq))
+            self._launch(_job(call, job_delay, self.seq))
             self.seq += 1
 
     def _complete_now(self, task_id, route, action, note):
@@ -287,15 +276,13 @@ class WorkflowRun(object):
         for job, record in self.pending_asks:  # unanswered: the workflow stays paused
             record["duration"] = round(self.ctx.elapsed() - job.start, 3)
             self._record(record, job, progress=False)
-        status = conductor.get_workflow_status()
-        if status in statuses.RUNNING_STATUSES:
-            conductor.log_entry("error", "st2local: the workflow is still %s but no task is "
-                                "running or ready: stopped, reported as failed." % status)
+        if conductor.get_workflow_status() in statuses.RUNNING_STATUSES:
+            conductor.log_entry("error", "st2local: the workflow is still running but no task is "
+                                "running or ready: stopped, reported as failed.")
             self._request_failed()
-            status = conductor.get_workflow_status()
-        if status in statuses.COMPLETED_STATUSES:
+        if conductor.get_workflow_status() in statuses.COMPLETED_STATUSES:
             conductor.render_workflow_output()
-            status = conductor.get_workflow_status()
+        status = conductor.get_workflow_status()
         result = {"output": conductor.get_workflow_output() or None}
         if status in statuses.ABENDED_STATUSES:
             result["errors"] = conductor.errors

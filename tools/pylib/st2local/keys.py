@@ -26,10 +26,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 def default_path(pack_name):
     """$ST2LOCAL_DATASTORE, else ~/.cache/st2local/<pack>.datastore.json."""
-    if os.environ.get("ST2LOCAL_DATASTORE"):
-        return os.environ["ST2LOCAL_DATASTORE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "st2local", "%s.datastore.json" % pack_name)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.environ.get("ST2LOCAL_DATASTORE") or os.path.join(
+        cache, "st2local", pack_name + ".datastore.json")
 
 
 def opaque(value):
@@ -45,12 +44,10 @@ class KeyFile(object):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with open(self.path + ".lock", "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                data = json.load(open(self.path)) if os.path.exists(self.path) else {}
-            except ValueError:
-                data = {}
-            now = time.time()
-            data = {k: v for k, v in data.items() if not v.get("expire_at") or v["expire_at"] > now}
+            with open(self.path, "a+") as f:
+                f.seek(0)
+                data = json.loads(f.read() or "{}")
+            data = {k: v for k, v in data.items() if v.get("expire_at", 1e12) > time.time()}
             yield data
             if write:
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".kv-")
@@ -134,28 +131,22 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_DELETE = _handle
 
 
-class KeyServer(object):
-    """start() -> the API URL (http://127.0.0.1:<port>/v1); .token; stop()."""
+class KeyServer(ThreadingHTTPServer):
+    """The loopback server: start() -> its API URL (http://127.0.0.1:<port>/v1); .token."""
+    daemon_threads = True
 
     def __init__(self, path, user="stanley"):
-        self.store, self.user, self.token, self._httpd = KeyFile(path), user, uuid.uuid4().hex, None
+        super(KeyServer, self).__init__(("127.0.0.1", 0), _Handler)
+        self.store, self.user, self.token = KeyFile(path), user, uuid.uuid4().hex
+        self.url = "http://127.0.0.1:%d/v1" % self.server_address[1]
 
     def start(self):
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        httpd.daemon_threads = True
-        httpd.store, httpd.token, httpd.user = self.store, self.token, self.user
-        threading.Thread(target=httpd.serve_forever, daemon=True, name="st2local-keys").start()
-        self._httpd = httpd
+        threading.Thread(target=self.serve_forever, daemon=True).start()
         return self.url
 
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d/v1" % self._httpd.server_address[1]
-
     def stop(self):
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        self.shutdown()
+        self.server_close()
 
 
 class KeyLookup(object):
@@ -166,13 +157,11 @@ class KeyLookup(object):
         self._store, self._prefix, self._decrypt = store, prefix, decrypt
 
     def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return self[name]
+        return self[name] if not name.startswith("__") else object.__getattribute__(self, name)
 
     def __getitem__(self, name):
         key = self._prefix + name
-        item = self._store.get(key)
+        item = self._store.get(key) if self._store else None  # no store: the user scope
         if item is None:
             return KeyLookup(self._store, key + ".", self._decrypt)
         return opaque(item["value"]) if item.get("secret") and not self._decrypt else item["value"]

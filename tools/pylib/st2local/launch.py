@@ -1,10 +1,7 @@
-"""The action process: `python -m st2local.launch`, run by st2local.runner with the pack venv's
-interpreter, PYTHONPATH <pack>/actions/lib as st2 puts it, and the ST2_ACTION_* environment.
-It reads {"pack", "file_path", "parameters", "config", "user", "parent_args", "log_level"} as
-JSON on stdin (st2's runner puts the config on the wrapper's command line as --config=<json>,
-where `ps` shows it; the parameters go on stdin there too when they are large) and hands them to
-st2's own python_runner.python_action_wrapper.PythonActionWrapper, which loads the action class,
-gives it st2's ActionService, runs it and prints the result between st2's delimiters."""
+"""The action process (python -m st2local.launch, started by runner.run_python): reads {pack,
+file_path, parameters, config, user, parent_args, log_level} as JSON on stdin (st2 passes the
+config as --config=<json> on the command line, where `ps` shows it) and runs st2's own
+python_runner.python_action_wrapper.PythonActionWrapper with it."""
 import json
 import sys
 

@@ -1,13 +1,10 @@
-"""The pack as st2 registers it, with st2's own code: action metadata through ActionAPI (its
-schema refuses unknown keys), runner types from the installed runners' runner.yaml, parameters
-through st2common.util.param / util.schema, the config defaults through st2's config loader.
-
-st2 reads actions, runner types, configs and keys from MongoDB; here the registry stand-in is
-`use()`: it points st2common.util.action_db.get_action_by_ref / get_runnertype_by_name and
-st2common.util.param's get_config / KeyValueLookup at this pack, its config and the local keys
-(HOME-MADE: the only place st2's DB functions are replaced). core.ask/noop/echo and the runner
-types st2 3.9 ships outside these venvs (inquirer, noop, local-shell-cmd) are small dicts below.
-"""
+"""The pack as st2 registers it, with st2's own code: action metadata through ActionAPI,
+runner types from the installed runners' runner.yaml, parameters through st2common.util.param
+and util.schema, config defaults by st2's config loader. st2 reads actions, runner types,
+configs and keys from MongoDB: HOME-MADE, use() points st2common.util.action_db's
+get_action_by_ref / get_runnertype_by_name and util.param's get_config / KeyValueLookup at this
+pack, its config and the local keys; core.ask/noop/echo and their runners (not installed in
+these venvs) are the small dicts below."""
 import copy
 import os
 import re
@@ -27,22 +24,15 @@ from .keys import KeyLookup
 
 st2_config.register_opts(ignore_errors=True)  # code reading cfg.CONF must find st2's options
 
-BUILTIN_RUNNERS = {  # not installed in these venvs: the parameters of st2 3.9's runner.yaml
-    "inquirer": {"schema": {"type": "object", "default": {
-        "type": "object", "properties": {"continue": {
-            "type": "boolean", "description": "Would you like to continue the workflow?",
-            "required": True}}}},
-        "roles": {"type": "array", "default": []}, "users": {"type": "array", "default": []},
-        "route": {"type": "string", "default": ""}, "ttl": {"type": "integer", "default": 1440}},
-    "noop": {},
-    "local-shell-cmd": {"timeout": {"type": "integer", "default": 60}},
-}
-BUILTIN_ACTIONS = {
-    "core.noop": {"name": "noop", "runner_type": "noop", "parameters": {}},
-    "core.echo": {"name": "echo", "runner_type": "local-shell-cmd",
-                  "parameters": {"message": {"type": "string", "required": True}}},
-    "core.ask": {"name": "ask", "runner_type": "inquirer", "parameters": {}},
-}
+BUILTIN_RUNNERS = {"noop": {}, "local-shell-cmd": {"timeout": {"type": "integer", "default": 60}},
+                   "inquirer": {"schema": {"type": "object", "default": {"type": "object",
+                                "properties": {"continue": {"type": "boolean", "required": True}}}},
+                                "roles": {"type": "array", "default": []},
+                                "users": {"type": "array", "default": []},
+                                "route": {"type": "string", "default": ""},
+                                "ttl": {"type": "integer", "default": 1440}}}
+BUILTIN_ACTIONS = {"core.noop": ("noop", {}), "core.ask": ("inquirer", {}), "core.echo": (
+    "local-shell-cmd", {"message": {"type": "string", "required": True}})}
 _ACTIVE = {}  # the run context whose pack, config and keys the DB stand-ins serve
 
 
@@ -57,14 +47,11 @@ class ParameterError(PackError):
 def _runner_types():
     import orquesta_runner
     import python_runner
-    types = {}
+    types = {name: {"name": name, "description": name, "enabled": True, "runner_module": name,
+                    "runner_parameters": params} for name, params in BUILTIN_RUNNERS.items()}
     for module in (python_runner, orquesta_runner):
         path = os.path.join(os.path.dirname(module.__file__), "runner.yaml")
-        for meta in yaml.safe_load(open(path)):
-            types[meta["name"]] = meta
-    for name, params in BUILTIN_RUNNERS.items():
-        types[name] = {"name": name, "description": name, "enabled": True,
-                       "runner_module": name, "runner_parameters": params}
+        types.update((meta["name"], meta) for meta in yaml.safe_load(open(path)))
     return {name: RunnerTypeAPI.to_model(RunnerTypeAPI(**meta)) for name, meta in types.items()}
 
 
@@ -76,27 +63,23 @@ class Pack(object):
         self.actions_dir = os.path.join(self.path, "actions")
         meta_path = os.path.join(self.path, "pack.yaml")
         self.metadata = MetaLoader().load(meta_path) if os.path.exists(meta_path) else {}
-        self.name = name or self.metadata.get("ref") or self.metadata.get("name")
-        if not self.name:
-            self.name = "dangling_volume"
+        self.name = name or self.metadata.get("ref") or self.metadata.get("name") or \
+            "dangling_volume"
         if not re.match(r"^[a-z0-9_]+$", self.name):
             raise PackError('pack ref "%s" is not a valid pack ref (^[a-z0-9_]+$)' % self.name)
-        self.runner_types = _runner_types()
-        self._actions = {}
+        self.runner_types, self._actions = _runner_types(), {}
 
     def _metadata(self):
-        found = {}
-        for fname in sorted(os.listdir(self.actions_dir)) if os.path.isdir(self.actions_dir) \
-                else []:
-            if fname.endswith((".yaml", ".yml")):
-                path = os.path.join(self.actions_dir, fname)
-                try:
-                    meta = MetaLoader().load(path)
-                except Exception as exc:  # st2 registers the other actions all the same
-                    found.setdefault("\0broken", []).append("%s: %s" % (fname, exc))
-                    continue
-                if isinstance(meta, dict) and "runner_type" in meta:
-                    found[meta.get("name")] = (path, meta)
+        found = {"\0broken": []}
+        for fname in sorted(os.listdir(self.actions_dir)):
+            path = os.path.join(self.actions_dir, fname)
+            try:
+                meta = MetaLoader().load(path) if fname.endswith((".yaml", ".yml")) else None
+            except Exception as exc:  # st2 registers the other actions all the same
+                found["\0broken"].append("%s: %s" % (fname, exc))
+                continue
+            if isinstance(meta, dict) and "runner_type" in meta:
+                found[meta.get("name")] = (path, meta)
         return found
 
     def action_names(self):
@@ -109,7 +92,8 @@ class Pack(object):
 
     def _load_action(self, ref):
         if ref in BUILTIN_ACTIONS:
-            meta, path = dict(BUILTIN_ACTIONS[ref], pack="core"), None
+            meta, path = dict(name=ref[5:], pack="core", runner_type=BUILTIN_ACTIONS[ref][0],
+                              parameters=BUILTIN_ACTIONS[ref][1]), None
         elif not isinstance(ref, str) or "." not in ref:
             raise PackError('The action reference "%s" is not formatted correctly.' % (ref,))
         elif ref.split(".", 1)[0] != self.name:
@@ -119,16 +103,14 @@ class Pack(object):
             index = self._metadata()
             if ref.split(".", 1)[1] not in index:
                 raise PackError('Action "%s" not found%s' % (ref, "".join(
-                    "; " + b for b in index.get("\0broken", []))))
+                    "; " + b for b in index["\0broken"])))
             path, meta = index[ref.split(".", 1)[1]]
             meta = dict(meta, pack=self.name)
         if meta["runner_type"] not in self.runner_types:
             raise PackError('runner_type "%s" of %s is not supported by st2local'
                             % (meta["runner_type"], ref))
         try:
-            api = ActionAPI(**meta)
-            api.validate()
-            action = ActionAPI.to_model(api)
+            action = ActionAPI.to_model(ActionAPI(**meta).validate())
             util_schema.get_schema_for_action_parameters(action, self.runner_type(action))
         except Exception as exc:
             raise PackError("%s: %s" % (os.path.relpath(path, self.path) if path else ref, exc))
@@ -185,8 +167,7 @@ def use(ctx):
     action_utils.get_runnertype_by_name = lambda runnertype_name: \
         _ACTIVE["ctx"].pack.runner_types[runnertype_name]
     param_utils.get_config = lambda pack, user: _ACTIVE["ctx"].config
-    param_utils.KeyValueLookup = lambda scope=None, context=None, **kw: KeyLookup(
-        _ACTIVE["ctx"].keys.store)
+    param_utils.KeyValueLookup = lambda **kw: KeyLookup(_ACTIVE["ctx"].keys.store)
     param_utils.UserKeyValueLookup = lambda **kw: KeyLookup(None)
     cfg.CONF.set_override("user", ctx.user, group="system_user")
 
@@ -203,22 +184,17 @@ def prepare_parameters(pack, action, given, live, context):
     given values first (render_live_params); then create_request's schema validation and
     immutable check; then the runner container's render_final_params.
     -> (runner_params, action_params); ParameterError as st2 refuses."""
-    runner = pack.runner_type(action)
-    params = dict(given or {})
+    schemas, params = (pack.runner_type(action).runner_parameters, action.parameters), given or {}
     try:
         if live:
-            params = param_utils.render_live_params(runner.runner_parameters,
-                                                    action.parameters, params, context)
+            params = param_utils.render_live_params(*schemas, params, context)
         util_schema.validate(params, util_schema.get_schema_for_action_parameters(
-            action, runner), util_schema.get_validator(), use_default=True,
+            action, pack.runner_type(action)), util_schema.get_validator(), use_default=True,
             allow_default_none=True)
-        immutable = [k for k, v in list(action.parameters.items()) +
-                     list(runner.runner_parameters.items()) if v.get("immutable")]
-        if set(params) & set(immutable):
-            raise ValueError("Override of immutable parameter(s) %s is unsupported."
-                             % sorted(set(params) & set(immutable)))
-        return param_utils.render_final_params(runner.runner_parameters, action.parameters,
-                                               params, context)
+        immutable = sorted(k for k in params if any(s.get(k, {}).get("immutable") for s in schemas))
+        if immutable:
+            raise ValueError("Override of immutable parameter(s) %s is unsupported." % immutable)
+        return param_utils.render_final_params(*schemas, params, context)
     except Exception as exc:
         message = getattr(exc, "message", None) or str(exc).split("\n")[0]
         raise ParameterError('Action "%s": %s: %s' % (action.ref, type(exc).__name__, message))

@@ -24,7 +24,7 @@ from st2common.util.secrets import get_secret_parameters, mask_secret_parameters
 from . import pack as pack_mod
 from .keys import KeyServer, default_path
 
-COMPLETED = ("succeeded", "failed", "timeout", "abandoned", "canceled")
+SCRIPTED = ("succeeded", "failed", "timeout", "abandoned", "canceled", "pending")
 _RUNNING = set()  # action processes, for kill_all() on Ctrl-C
 
 
@@ -36,16 +36,13 @@ def new_id():
     return os.urandom(12).hex()  # the shape of st2's (MongoDB) ids
 
 
-def kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def kill_all():
-    for proc in list(_RUNNING):
-        kill_group(proc)
+def kill_all(procs=None):
+    """Kill the process groups of these action processes (default: every running one)."""
+    for proc in list(_RUNNING if procs is None else procs):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def make_rank(order):
@@ -70,17 +67,11 @@ class RunContext(object):
                  progress=sys.stderr):
         self.pack = pack if isinstance(pack, pack_mod.Pack) else pack_mod.Pack(pack)
         self.keys = KeyServer(datastore_path or default_path(self.pack.name), user)
-        self.user = user
-        self.config = self.pack.load_config(config, self.keys.store)
-        self.answers = dict(answers or {})
-        self.answers.setdefault("*", answer)
-        self.executors = dict(executors or {})
-        self.completion_rank = make_rank(completion_order)
-        self._progress = progress
-        self._lock = threading.Lock()
-        self._sequences = {}
-        self.t0 = time.monotonic()
-        self.tmp = None
+        self.user, self.config = user, self.pack.load_config(config, self.keys.store)
+        self.answers = dict({"*": answer}, **(answers or {}))
+        self.executors, self.completion_rank = dict(executors or {}), make_rank(completion_order)
+        self._progress, self._lock, self._sequences = progress, threading.Lock(), {}
+        self.t0, self.tmp = time.monotonic(), None
         pack_mod.use(self)
 
     def __enter__(self):
@@ -89,7 +80,8 @@ class RunContext(object):
         api = os.environ.get("ST2_ACTION_API_URL") or self.keys.url
         self.api = (api, os.environ.get("ST2_ACTION_AUTH_TOKEN") or self.keys.token)
         with open(os.path.join(self.tmp, "st2.conf"), "w") as f:  # the action's parent args
-            f.write("[auth]\napi_url = %s\n[system_user]\nuser = %s\n" % (api.rsplit("/v1", 1)[0], self.user))
+            f.write("[auth]\napi_url = %s\n[system_user]\nuser = %s\n" % (
+                api.rsplit("/v1", 1)[0], self.user))
         return self
 
     def __exit__(self, *exc):
@@ -113,50 +105,39 @@ class RunContext(object):
     def response_for(self, answer, schema):
         """An inquiry answer -> the response, checked against the inquiry's schema as st2's
         inquiry API does (st2common.util.schema)."""
-        if answer in ("approve", "reject"):
-            response = {"approved": answer == "approve"}
-        elif isinstance(answer, dict) or str(answer).strip().startswith("{"):
-            response = answer if isinstance(answer, dict) else json.loads(answer)
-        else:
+        response = {"approved": answer == "approve"} if answer in ("approve", "reject") else \
+            answer if isinstance(answer, dict) else json.loads(answer) if str(answer).strip(
+            ).startswith("{") else None
+        if response is None:
             raise ValueError("unknown inquiry answer %r: use approve, reject, timeout or a JSON "
                              "object" % (answer,))
         try:
-            util_schema.validate(response, schema or {}, util_schema.get_validator(),
-                                 use_default=True, allow_default_none=True)
+            return util_schema.validate(response, schema or {}, util_schema.get_validator())
         except Exception as exc:
             raise ValueError("the inquiry response %s does not pass the inquiry's schema (st2 "
-                             "would refuse it): %s" % (json.dumps(response),
-                                                       getattr(exc, "message", exc)))
-        return response
+                             "would refuse it): %s" % (json.dumps(response), exc))
 
     def execute(self, ref, given=None, live=False, call=None, parent=None, path_prefix=""):
         """One execution (see the module docstring); RequestError if st2 would refuse it."""
-        start = self.elapsed()
-        scripted = ref in self.executors
+        start, scripted = self.elapsed(), ref in self.executors
         action, runner_params, params = None, {}, dict(given or {})
         try:
             action = self.pack.get_action(ref)
             if not action.enabled:
                 raise RequestError('Unable to execute. Action "%s" is disabled.' % ref)
-            context = {"pack": action.pack, "user": self.user}
-            runner_params, params = pack_mod.prepare_parameters(self.pack, action, given, live,
-                                                                context)
+            runner_params, params = pack_mod.prepare_parameters(
+                self.pack, action, given, live, {"pack": action.pack, "user": self.user})
         except pack_mod.PackError as exc:
             if not scripted or action is not None:
                 raise RequestError(str(exc))
-        shown = params
-        if action is not None:
-            schemas = dict(self.pack.runner_type(action).runner_parameters, **action.parameters)
-            shown = mask_secret_parameters(params, get_secret_parameters(schemas))
+        shown = params if action is None else mask_secret_parameters(params, get_secret_parameters(
+            dict(self.pack.runner_type(action).runner_parameters, **action.parameters)))
         execution = {"id": new_id(), "action": ref, "parameters": shown,
                      "runner_type": action.runner_type["name"] if action else "scripted",
                      "start": round(start, 3)}
         try:
-            if scripted:
-                status, result = self._scripted(ref, params, call)
-            else:
-                status, result = self._run(action, runner_params, params, execution, parent,
-                                           path_prefix)
+            status, result = self._scripted(ref, params, call) if scripted else self._run(
+                action, runner_params, params, execution, parent, path_prefix)
         except Exception as exc:  # st2's runner container fails the execution
             status, result = "failed", {"error": "%s: %s" % (type(exc).__name__, exc),
                                         "traceback": traceback.format_exc()}
@@ -174,10 +155,9 @@ class RunContext(object):
             positional = [p for p in inspect.signature(spec).parameters.values()
                           if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
             spec = spec(params, call) if len(positional) >= 2 else spec(params)
-        if not (isinstance(spec, tuple) and len(spec) == 2 and spec[0] in COMPLETED +
-                ("pending",)):
+        if not (isinstance(spec, tuple) and len(spec) == 2 and spec[0] in SCRIPTED):
             raise ValueError("scripted executor for %s must return (status, result) with "
-                             "status one of %s, got %r" % (ref, COMPLETED + ("pending",), spec))
+                             "status one of %s, got %r" % (ref, SCRIPTED, spec))
         return spec
 
     def _run(self, action, runner_params, params, execution, parent, path_prefix):
@@ -222,62 +202,51 @@ class RunContext(object):
             out, err = proc.communicate(json.dumps(request).encode("utf-8"), timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_group(proc)
+            kill_all([proc])
             out, err = proc.communicate()
-        except BaseException:
-            kill_group(proc)
-            raise
         finally:
+            if proc.returncode is None:  # interrupted
+                kill_all([proc])
             _RUNNING.discard(proc)
-        runner = PythonRunner(execution_id)
+        runner = PythonRunner(execution_id)  # st2's parsing of the output, and the status
         runner._timeout = timeout
-        status, output, _ = runner._get_output_values(proc.returncode, out.decode(
-            "utf-8", "replace"), err.decode("utf-8", "replace"), timed_out)
-        return status, output
+        return runner._get_output_values(proc.returncode, out.decode("utf-8", "replace"),
+                                         err.decode("utf-8", "replace"), timed_out)[:2]
 
-    def run_workflow(self, action, params, execution, parent, path_prefix, wf_path=None):
+    def run_workflow(self, action, params, execution, parent, path_prefix):
         from .conductor import WorkflowRun
         st2 = {"action_execution_id": execution["id"], "workflow_execution_id": new_id(),
-               "user": self.user, "pack": action.pack, "action": action.ref,
-               "runner": "orquesta"}
-        st2_context = dict({"st2": st2}, **({"parent": parent} if parent else {}))
-        run = WorkflowRun(self, action, wf_path or self.pack.entry_point_path(action), params,
-                          st2_context, path_prefix)
-        status, result, execution["tasks"] = run.run()
+               "user": self.user, "pack": action.pack, "action": action.ref, "runner": "orquesta"}
+        status, result, execution["tasks"] = WorkflowRun(
+            self, action, self.pack.entry_point_path(action), params, dict(
+                {"st2": st2}, **({"parent": parent} if parent else {})), path_prefix).run()
         return status, result
 
 
 def run_action(pack, ref, parameters=None, from_cli=False, config=None, answer=None,
                answers=None, executors=None, completion_order=None, datastore_path=None,
-               user="stanley", progress=sys.stderr):
-    """Run one action as `st2 run` does (the API renders and casts the parameters first:
+               user="stanley", progress=sys.stderr, _ctx=None, _kind="action"):
+    """Run one action as `st2 run` does (the API renders and casts the parameters first, so
     CLI strings become the declared types either way; from_cli is kept for callers)."""
-    ctx = RunContext(pack, config, answer, answers, executors, completion_order,
-                     datastore_path, user, progress)
+    ctx = _ctx or RunContext(pack, config, answer, answers, executors, completion_order,
+                             datastore_path, user, progress)
     ref = ref if "." in ref else "%s.%s" % (ctx.pack.name, ref)
     with ctx:
         try:
-            execution = ctx.execute(ref, parameters, live=True)
+            execution = ctx.execute(ref, parameters, live=_kind == "action")
         except RequestError as exc:
             execution = {"id": None, "action": ref, "runner_type": None, "status": "failed",
                          "parameters": {}, "result": {"error": str(exc)}, "start": 0.0,
                          "duration": round(ctx.elapsed(), 3)}
-    ctx.progress(execution["start"], None, ref, execution["status"], execution["duration"],
-                 kind="action")
+    ctx.progress(0.0, None, ref, execution["status"], execution["duration"], kind=_kind)
     return execution
 
 
 def conduct_workflow(pack, workflow_path, inputs=None, action_ref=None, **options):
-    """Conduct a workflow file that has no action metadata (inputs passed as they are)."""
+    """A workflow file without action metadata, registered on the fly with untyped inputs."""
     ctx = RunContext(pack, **options)
-    name = os.path.splitext(os.path.basename(workflow_path))[0]
-    action = pack_mod.ActionAPI.to_model(pack_mod.ActionAPI(
-        name=name, pack=ctx.pack.name, runner_type="orquesta", entry_point=workflow_path))
-    execution = {"id": new_id(), "action": action_ref or action.ref, "runner_type": "orquesta",
-                 "parameters": dict(inputs or {}), "start": 0.0}
-    with ctx:
-        status, result = ctx.run_workflow(action, dict(inputs or {}), execution, None, "",
-                                          os.path.abspath(workflow_path))
-    execution.update(status=status, result=result, duration=round(ctx.elapsed(), 3))
-    ctx.progress(0.0, None, execution["action"], status, execution["duration"], kind="workflow")
-    return execution
+    ref = action_ref or "%s.%s" % (ctx.pack.name, os.path.basename(workflow_path).split(".")[0])
+    ctx.pack._actions[ref] = pack_mod.ActionAPI.to_model(pack_mod.ActionAPI(
+        name=ref.split(".", 1)[1], pack=ref.split(".", 1)[0], runner_type="orquesta",
+        entry_point=os.path.abspath(workflow_path), parameters={k: {} for k in inputs or {}}))
+    return run_action(pack, ref, inputs, _ctx=ctx, _kind="workflow")
