@@ -43,7 +43,7 @@ def run(datastore_path):
 def test_pack_name_and_actions():
     pack = Pack(FIXTURE)
     assert pack.name == PACK
-    assert "succeed" in pack.action_names()
+    assert pack.get_action(PACK + ".succeed").runner_type == {"name": "python-script"}
     action = pack.get_action(PACK + ".sleeper")
     assert action.parameters["timeout"]["default"] == 3  # the action overrides the runner's 600
     assert Pack(os.path.join(FIXTURE, "actions", "lib")).name == "dangling_volume"

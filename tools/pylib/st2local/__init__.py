@@ -27,16 +27,11 @@ completion_order: None (outcomes reach the engine as actions finish), task names
 from .pack import Pack, PackError, ParameterError  # noqa: F401
 from .runner import RunContext, conduct_workflow, run_action  # noqa: F401
 
-__all__ = ["Pack", "PackError", "ParameterError", "RunContext", "conduct_workflow",
-           "run_action", "py_result", "wf_result"]
-
 
 def py_result(result=None, status="succeeded", stdout="", stderr="", exit_code=None):
     """A python-script execution result: (status, {result, stdout, stderr, exit_code})."""
-    if exit_code is None:
-        exit_code = 0 if status in ("succeeded", "failed") else 1
-    return status, {"result": result, "stdout": stdout, "stderr": stderr,
-                    "exit_code": exit_code}
+    return status, {"result": result, "stdout": stdout, "stderr": stderr, "exit_code": (
+        int(status not in ("succeeded", "failed")) if exit_code is None else exit_code)}
 
 
 def wf_result(output=None, status="succeeded", errors=None):

@@ -48,17 +48,12 @@ def main(argv=None):
     if not all("=" in item for item in args.params):
         sys.stderr.write("st2-run: parameters are key=value, got %s\n" % args.params)
         return 2
-    answer, answers = None, {}
-    for item in args.answer:
-        head, sep, tail = item.partition("=")
-        if sep and not item.lstrip().startswith("{") and head.isidentifier():
-            answers[head] = tail
-        else:
-            answer = item
+    answers = dict(a.split("=", 1) if a.partition("=")[1] and a.split("=")[0].isidentifier()
+                   else ("*", a) for a in args.answer)  # TASK=ANSWER, or ANSWER for all
     try:
         execution = run_action(args.pack, args.ref, dict(p.split("=", 1) for p in args.params),
-                               from_cli=True, config=args.config, answer=answer,
-                               answers=answers, datastore_path=args.datastore, user=args.user,
+                               from_cli=True, config=args.config, answers=answers,
+                               datastore_path=args.datastore, user=args.user,
                                progress=None if args.quiet else sys.stderr)
     except PackError as exc:
         sys.stderr.write("st2-run: %s\n" % exc)

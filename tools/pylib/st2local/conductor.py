@@ -6,6 +6,7 @@ result. HOME-MADE (st2 does it through MongoDB, its scheduler and runners): this
 threads, core.ask answers (approve/reject: resume, then succeed; timeout: expire, then resume;
 none: the run ends paused) and completion_order (wait for every running action, then feed back
 the lowest-ranked outcome)."""
+import contextlib
 import queue
 import threading
 import time
@@ -20,17 +21,11 @@ from st2common.services import workflows as wf_svc
 from .runner import RequestError, kill_all, new_id
 
 
-class TaskCall(object):
-    """What a scripted executor (or a completion_order key) is told about one action call:
-    workflow (its ref), task_id, route, item_id (None unless with-items), action, params (the
-    rendered input), attempt (1, then 2 after one retry...), path ("task" or "parent/task")."""
-
-    def __init__(self, workflow, task_id, route, item_id, action, params, attempt, path):
-        self.workflow, self.task_id, self.route, self.item_id = workflow, task_id, route, item_id
-        self.action, self.params, self.attempt, self.path = action, params, attempt, path
-
-    def __repr__(self):
-        return "<TaskCall %s -> %s>" % (_name(self), self.action)
+def TaskCall(workflow, task_id, route, item_id, action, params, attempt, path):
+    """One action call (for scripted executors, completion_order keys): item_id None unless
+    with-items, params the rendered input, attempt 1, 2 after a retry, path "parent/task"."""
+    return types.SimpleNamespace(workflow=workflow, task_id=task_id, route=route, path=path,
+                                 item_id=item_id, action=action, params=params, attempt=attempt)
 
 
 def _job(call, delay, seq):
@@ -42,10 +37,8 @@ def _name(call):
 
 
 def _try(call, *args):
-    try:
+    with contextlib.suppress(orquesta_exc.InvalidWorkflowStatusTransition):
         call(*args)
-    except orquesta_exc.InvalidWorkflowStatusTransition:
-        pass
 
 
 class WorkflowRun(object):
@@ -132,7 +125,8 @@ class WorkflowRun(object):
             call = TaskCall(self.action.ref, task_id, route, item_id, spec.get("action"),
                             spec.get("input") or {}, self.attempts[key],
                             self.path_prefix + task_id)
-            self._launch(_job(call, job_delay, self.seq))
+            job = self.inflight[self.seq] = _job(call, job_delay, self.seq)
+            threading.Thread(target=self._work, args=(job,), daemon=True).start()
             self.seq += 1
 
     def _complete_now(self, task_id, route, action, note):
@@ -142,10 +136,6 @@ class WorkflowRun(object):
                            "status": done, "task_status": done, "start": round(now, 3),
                            "duration": 0.0, "result": None})
         self.ctx.progress(now, self.path_prefix + task_id, action or "-", note, 0.0)
-
-    def _launch(self, job):
-        self.inflight[id(job)] = job
-        threading.Thread(target=self._work, args=(job,), daemon=True).start()
 
     def _work(self, job):
         try:
@@ -163,14 +153,13 @@ class WorkflowRun(object):
     def _execute(self, call):
         """A task's action, with the parent context st2 gives it."""
         st2 = self.st2_context["st2"]
+        orquesta = {"workflow_execution_id": st2["workflow_execution_id"], "task_execution_id":
+                    new_id(), "task_name": call.task_id, "task_id": call.task_id,
+                    "task_route": call.route, "item_id": call.item_id}
         parent = {"execution_id": st2["action_execution_id"], "user": self.ctx.user,
-                  "pack": st2["pack"], "orquesta": {
-                      "workflow_execution_id": st2["workflow_execution_id"],
-                      "task_execution_id": new_id(), "task_name": call.task_id,
-                      "task_id": call.task_id, "task_route": call.route, "item_id": call.item_id}}
+                  "pack": st2["pack"], "orquesta": orquesta}
         try:
-            return self.ctx.execute(call.action, call.params, call=call, parent=parent,
-                                    path_prefix=call.path + "/")
+            return self.ctx.execute(call.action, call.params, False, call, parent, call.path + "/")
         except RequestError as exc:
             return {"status": "failed", "error_kind": "request", "duration": 0.0, "result": {
                 "errors": [{"type": "error", "message": "RequestError: %s" % exc,
@@ -180,8 +169,7 @@ class WorkflowRun(object):
         rank = self.ctx.completion_rank
         if rank is None and not self.buffer:
             job = self.done.get()
-            self.inflight.pop(id(job), None)
-            return job
+            return self.inflight.pop(job.seq)
         self._drain()
         best = min(self.buffer, key=lambda j: (rank(j.call), j.seq)) if rank else self.buffer[0]
         self.buffer.remove(best)
@@ -190,9 +178,7 @@ class WorkflowRun(object):
     def _drain(self):
         """Wait for every running action (also so that no thread feeds a dead loop)."""
         while self.inflight:
-            job = self.done.get()
-            self.inflight.pop(id(job), None)
-            self.buffer.append(job)
+            self.buffer.append(self.inflight.pop(self.done.get().seq))
 
     def _event(self, call, status, result):
         if call.item_id is None:
@@ -276,10 +262,6 @@ class WorkflowRun(object):
         for job, record in self.pending_asks:  # unanswered: the workflow stays paused
             record["duration"] = round(self.ctx.elapsed() - job.start, 3)
             self._record(record, job, progress=False)
-        if conductor.get_workflow_status() in statuses.RUNNING_STATUSES:
-            conductor.log_entry("error", "st2local: the workflow is still running but no task is "
-                                "running or ready: stopped, reported as failed.")
-            self._request_failed()
         if conductor.get_workflow_status() in statuses.COMPLETED_STATUSES:
             conductor.render_workflow_output()
         status = conductor.get_workflow_status()

@@ -1,15 +1,11 @@
-"""HOME-MADE stand-in for st2's API key-value endpoints (st2api /v1/keys, backed by MongoDB in
-st2, which a local run does not have), so that st2's OWN ActionService / ActionDatastoreService
-(st2common.services.datastore, through st2client) does the datastore work of every action.
-
-KeyServer: a loopback HTTP server (one thread) with just what st2client's KeyValuePair manager
-and Client.get_user_info() call: GET /v1/keys?prefix=&limit=&offset=, GET /v1/keys/<name>
-?decrypt=, PUT /v1/keys/<name> {name, value, ttl, secret}, DELETE /v1/keys/<name>, GET /v1/user;
-every call needs the run's X-Auth-Token. Scope "system" only. KeyFile: the keys in one JSON file
-({name: {name, value, secret, ttl, expire_at}}) under an fcntl lock, shared by every process and
-run. Secret values are NOT encrypted: they are stored plain and only shown hex-encoded (st2 shows
-ciphertext) unless decrypt is asked for; keep real secrets out of local runs.
-"""
+"""HOME-MADE stand-in for st2's API key endpoints (st2api /v1/keys: MongoDB behind it), so that
+st2's OWN ActionService (st2common.services.datastore, st2client) serves every action. KeyServer:
+a loopback HTTP server with what st2client's KeyValuePair manager and get_user_info() call: GET
+/v1/keys?prefix=&limit=&offset=, GET|PUT|DELETE /v1/keys/<name> (decrypt, ttl, secret), GET
+/v1/user; the run's X-Auth-Token required; scope system only. KeyFile: the keys in one JSON file
+{name: {name, value, secret, ttl, expire_at}} under an fcntl lock, shared by every process and
+run. Secrets are NOT encrypted: stored plain, shown hex-encoded unless decrypted (st2 shows
+ciphertext); keep real secrets out of local runs."""
 import binascii
 import contextlib
 import datetime
@@ -150,8 +146,7 @@ class KeyServer(ThreadingHTTPServer):
 
 
 class KeyLookup(object):
-    """{{ st2kv.system.x }} in parameters and the pack config (st2's KeyValueLookup reads
-    MongoDB): the same KeyFile; secrets stay opaque unless decrypt (the config)."""
+    """{{ st2kv.system.x }} (st2's KeyValueLookup reads MongoDB): opaque secrets unless decrypt."""
 
     def __init__(self, store, prefix="", decrypt=False):
         self._store, self._prefix, self._decrypt = store, prefix, decrypt

@@ -10,10 +10,8 @@ from python_runner.python_action_wrapper import PythonActionWrapper
 
 def main():
     request = json.loads(sys.stdin.read())
-    config = request.get("config") or {}
-    if not isinstance(config, dict):
-        raise TypeError("Pack config needs to be a dictionary (was %s)." % type(config))
-    PythonActionWrapper(pack=request["pack"], file_path=request["file_path"], config=config,
+    PythonActionWrapper(pack=request["pack"], file_path=request["file_path"],
+                        config=request.get("config") or {},
                         parameters=request.get("parameters") or {}, user=request.get("user"),
                         parent_args=request.get("parent_args") or [],
                         log_level=request.get("log_level") or "DEBUG").run()

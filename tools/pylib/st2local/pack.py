@@ -1,10 +1,8 @@
-"""The pack as st2 registers it, with st2's own code: action metadata through ActionAPI,
-runner types from the installed runners' runner.yaml, parameters through st2common.util.param
-and util.schema, config defaults by st2's config loader. st2 reads actions, runner types,
-configs and keys from MongoDB: HOME-MADE, use() points st2common.util.action_db's
-get_action_by_ref / get_runnertype_by_name and util.param's get_config / KeyValueLookup at this
-pack, its config and the local keys; core.ask/noop/echo and their runners (not installed in
-these venvs) are the small dicts below."""
+"""The pack as st2 registers it, with st2's code: actions through ActionAPI, runner types from
+the runners' runner.yaml, parameters by st2common.util.param and util.schema, config defaults by
+st2's config loader. HOME-MADE: use() points st2's DB lookups (util.action_db's action and runner
+type, util.param's get_config / KeyValueLookup) at this pack, its config and the local keys;
+core.ask/noop/echo and their runners (not installed here) are the small dicts below."""
 import copy
 import os
 import re
@@ -37,11 +35,10 @@ _ACTIVE = {}  # the run context whose pack, config and keys the DB stand-ins ser
 
 
 class PackError(Exception):
-    """A pack or action st2 would refuse, or one this runner cannot run."""
+    """A pack, action or parameters st2 would refuse, or one this runner cannot run."""
 
 
-class ParameterError(PackError):
-    """Parameters st2 would refuse for an execution."""
+ParameterError = type("ParameterError", (PackError,), {"__doc__": "Parameters st2 refuses."})
 
 
 def _runner_types():
@@ -59,9 +56,8 @@ class Pack(object):
     """A pack directory: Pack(path); get_action(ref) -> st2's ActionDB (not saved anywhere)."""
 
     def __init__(self, path, name=None):
-        self.path = os.path.abspath(path)
+        self.path, meta_path = os.path.abspath(path), os.path.join(path, "pack.yaml")
         self.actions_dir = os.path.join(self.path, "actions")
-        meta_path = os.path.join(self.path, "pack.yaml")
         self.metadata = MetaLoader().load(meta_path) if os.path.exists(meta_path) else {}
         self.name = name or self.metadata.get("ref") or self.metadata.get("name") or \
             "dangling_volume"
@@ -82,13 +78,8 @@ class Pack(object):
                 found[meta.get("name")] = (path, meta)
         return found
 
-    def action_names(self):
-        return sorted(k for k in self._metadata() if k != "\0broken")
-
     def get_action(self, ref):
-        if ref not in self._actions:
-            self._actions[ref] = self._load_action(ref)
-        return self._actions[ref]
+        return self._actions.get(ref) or self._actions.setdefault(ref, self._load_action(ref))
 
     def _load_action(self, ref):
         if ref in BUILTIN_ACTIONS:
@@ -140,8 +131,7 @@ class Pack(object):
     def load_config(self, config, store):
         """The config file (or dict) with {{ st2kv.system.x }} rendered (secrets decrypted:
         HOME-MADE, st2 renders it from its DB) and schema defaults by st2's config loader."""
-        if isinstance(config, str):
-            config = yaml.safe_load(open(config)) or {}
+        config = yaml.safe_load(open(config)) if isinstance(config, str) else config
         config = _render(copy.deepcopy(config or {}), {"st2kv": {"system": KeyLookup(
             store, decrypt=True)}})
         schema_path = os.path.join(self.path, "config.schema.yaml")
@@ -152,12 +142,10 @@ class Pack(object):
 
 
 def _render(value, context):
-    if isinstance(value, dict):
-        return {k: _render(v, context) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_render(v, context) for v in value]
-    return render_template(value, dict(context)) if isinstance(value, str) and "{" in value \
-        else value
+    if isinstance(value, (dict, list)):
+        return type(value)((k, _render(v, context)) for k, v in value.items()) if isinstance(
+            value, dict) else [_render(v, context) for v in value]
+    return render_template(value, dict(context)) if isinstance(value, str) else value
 
 
 def use(ctx):

@@ -1,10 +1,8 @@
-"""One execution of one action: st2's parameter handling (pack.prepare_parameters), then by
-runner type: python-script in its own process through st2's PythonActionWrapper (launch.py) with
-st2's PythonRunner output parsing; orquesta with the real engine (conductor.py); core.ask /
-core.noop / core.echo built in (HOME-MADE: their runners are not installed). The execution
-record is HOME-MADE too (st2 keeps it in MongoDB): {id, action, runner_type, status, parameters
-(secrets masked by st2common.util.secrets), result, start, duration[, tasks]}.
-"""
+"""One execution: st2's parameter handling (pack.prepare_parameters), then python-script in its
+own process through st2's PythonActionWrapper (launch.py) and PythonRunner's output parsing,
+orquesta through conductor.py; HOME-MADE: core.ask/noop/echo (runners not installed) and the
+execution record (MongoDB in st2), its parameters masked by st2common.util.secrets."""
+import contextlib
 import inspect
 import json
 import os
@@ -39,10 +37,8 @@ def new_id():
 def kill_all(procs=None):
     """Kill the process groups of these action processes (default: every running one)."""
     for proc in list(_RUNNING if procs is None else procs):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def make_rank(order):
@@ -50,13 +46,9 @@ def make_rank(order):
     if order is None or callable(order):
         return order
     order = list(order) + ([] if "*" in order else ["*"])
-
-    def rank(call):
-        names = [call.path, call.task_id]
-        if call.item_id is not None:
-            names = ["%s[%s]" % (n, call.item_id) for n in names] + names
-        return next((order.index(n) for n in names if n in order), order.index("*"))
-    return rank
+    return lambda call: next((order.index(n) for n in (["%s[%s]" % (n, call.item_id) for n in (
+        call.path, call.task_id)] if call.item_id is not None else []) + [call.path, call.task_id]
+        if n in order), order.index("*"))
 
 
 class RunContext(object):
@@ -106,11 +98,7 @@ class RunContext(object):
         """An inquiry answer -> the response, checked against the inquiry's schema as st2's
         inquiry API does (st2common.util.schema)."""
         response = {"approved": answer == "approve"} if answer in ("approve", "reject") else \
-            answer if isinstance(answer, dict) else json.loads(answer) if str(answer).strip(
-            ).startswith("{") else None
-        if response is None:
-            raise ValueError("unknown inquiry answer %r: use approve, reject, timeout or a JSON "
-                             "object" % (answer,))
+            answer if isinstance(answer, dict) else json.loads(answer)  # ValueError: not JSON
         try:
             return util_schema.validate(response, schema or {}, util_schema.get_validator())
         except Exception as exc:
