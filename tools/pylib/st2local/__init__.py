@@ -24,8 +24,15 @@ completion_order: None (outcomes reach the engine as actions finish), task names
   item, "*" the others, default last) or a key function of a TaskCall: the loop waits for every
   running action, then feeds back the lowest-ranked outcome (ties: started first).
 """
-from .pack import Pack, PackError, ParameterError  # noqa: F401
-from .runner import RunContext, conduct_workflow, run_action  # noqa: F401
+import importlib
+
+
+def __getattr__(name):  # lazy: an action process imports st2local.launch and st2's wrapper only
+    home = "pack" if name in ("Pack", "PackError", "ParameterError") else "runner" if name in (
+        "RunContext", "conduct_workflow", "run_action") else None
+    if home is None:
+        raise AttributeError(name)
+    return getattr(importlib.import_module("." + home, __name__), name)
 
 
 def py_result(result=None, status="succeeded", stdout="", stderr="", exit_code=None):

@@ -16,11 +16,9 @@ def parse_args(argv):
     parser.add_argument("ref", help="<pack>.<action>, or just <action>")
     parser.add_argument("params", nargs="*", metavar="key=value")
     parser.add_argument("--config", help="pack config YAML (schema defaults are applied)")
-    parser.add_argument("--answer", action="append", default=[], help="core.ask answer: "
-                        "approve, reject, timeout or a JSON response; TASK=ANSWER for one task")
+    parser.add_argument("--answer", action="append", default=[], help="approve|reject|timeout|JSON")
     parser.add_argument("--json", action="store_true", help="print the execution as JSON")
-    parser.add_argument("--datastore", help="the key file (default $ST2LOCAL_DATASTORE or "
-                        "~/.cache/st2local/<pack>.datastore.json)")
+    parser.add_argument("--datastore", help="the key file (default: $ST2LOCAL_DATASTORE)")
     parser.add_argument("--user", default=os.environ.get("ST2LOCAL_USER", "stanley"))
     parser.add_argument("--pack", default=os.environ.get("ST2LOCAL_PACK", os.getcwd()))
     parser.add_argument("--quiet", action="store_true", help="no progress lines")

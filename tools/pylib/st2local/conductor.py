@@ -122,9 +122,8 @@ class WorkflowRun(object):
         for spec in task["actions"]:
             item_id = spec.get("item_id")  # st2 delays only the first `concurrency` items
             job_delay = 0 if item_id and concurrency and item_id >= concurrency else delay
-            call = TaskCall(self.action.ref, task_id, route, item_id, spec.get("action"),
-                            spec.get("input") or {}, self.attempts[key],
-                            self.path_prefix + task_id)
+            call = TaskCall(self.action.ref, task_id, route, item_id, spec.get("action"), spec.get(
+                "input") or {}, self.attempts[key], self.path_prefix + task_id)
             job = self.inflight[self.seq] = _job(call, job_delay, self.seq)
             threading.Thread(target=self._work, args=(job,), daemon=True).start()
             self.seq += 1

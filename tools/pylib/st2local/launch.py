@@ -1,7 +1,6 @@
-"""The action process (python -m st2local.launch, started by runner.run_python): reads {pack,
-file_path, parameters, config, user, parent_args, log_level} as JSON on stdin (st2 passes the
-config as --config=<json> on the command line, where `ps` shows it) and runs st2's own
-python_runner.python_action_wrapper.PythonActionWrapper with it."""
+"""The action process (python -m st2local.launch): {pack, file_path, parameters, config, user,
+parent_args, log_level} as JSON on stdin (st2 puts the config on the command line, where `ps`
+shows it) handed to st2's own python_runner.python_action_wrapper.PythonActionWrapper."""
 import json
 import sys
 

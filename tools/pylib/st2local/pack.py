@@ -112,9 +112,7 @@ class Pack(object):
 
     def entry_point_path(self, action):
         """st2's entry point resolution (relative to actions/, never outside the pack)."""
-        entry_point = action.entry_point
-        if not entry_point:
-            raise PackError('Action "%s" is missing entry_point attribute' % action.name)
+        entry_point = action.entry_point or ""
         rel = entry_point if os.path.isabs(entry_point) else "actions/" + entry_point
         path = os.path.realpath(os.path.join(self.path, rel))
         if not os.path.isabs(rel) and os.path.normpath("/" + rel).lstrip("/") != rel:

@@ -154,11 +154,9 @@ class RunContext(object):
             return self.run_python(action, runner_params, params, execution["id"])
         if runner == "orquesta":
             return self.run_workflow(action, params, execution, parent, path_prefix)
-        if runner == "noop":
-            return "succeeded", {"failed": False, "succeeded": True, "return_code": 0}
-        if runner == "local-shell-cmd":  # core.echo
-            return "succeeded", {"failed": False, "succeeded": True, "return_code": 0,
-                                 "stdout": str(params.get("message", "")), "stderr": ""}
+        if runner in ("noop", "local-shell-cmd"):  # core.noop, core.echo
+            return "succeeded", dict({"failed": False, "succeeded": True, "return_code": 0}, **(
+                {} if runner == "noop" else {"stdout": str(params["message"]), "stderr": ""}))
         result = {k: runner_params.get(k) for k in ("schema", "roles", "users", "route", "ttl")}
         answer = self.answer_for(action.name)
         if parent is not None or answer is None:  # inquirer: in a workflow the conductor answers
