@@ -109,7 +109,7 @@ def test_the_hourly_cap_stops_the_third_run_and_the_report_says_so(datastore):
         assert status == "succeeded" and "detach" in ran
     assert list(counters(datastore).values()) == ["2"]
     status, ran, report, _ = automatic(healthy(), datastore, config=config)
-    assert status == "succeeded" and ran == ["report_capped"]
+    assert status == "succeeded" and ran == ["identify", "report_capped"]
     assert report["outcome"] == "capped" and report["changed_anything"] is False
     assert "hourly cap reached: 2 automatic remedies" in report["text"]
     assert list(counters(datastore).values()) == ["2"]  # a refused run is not counted
@@ -118,5 +118,33 @@ def test_the_hourly_cap_stops_the_third_run_and_the_report_says_so(datastore):
 def test_a_cap_of_zero_turns_automatic_remedies_off(datastore):
     status, ran, report, _ = automatic(broken("1"), datastore,
                                        config={"automatic": {"max_per_hour": 0}})
-    assert status == "succeeded" and ran == ["report_capped"]
+    assert status == "succeeded" and ran == ["identify", "report_capped"]
     assert "automatic remedies are off" in report["text"]
+
+
+def test_ids_that_do_not_exist_do_not_spend_the_hourly_cap(datastore):
+    # identify refuses ids Nova or Cinder do not know: the run ends before admit, so a burst of
+    # bad ids (a chat typo, a forged trigger) cannot use up the automatic remedies of the hour
+    from test_remedy_workflow import failed_step, scripted
+    config = {"automatic": {"max_per_hour": 1, "pre_approved": True}}
+    missing = scripted(healthy(), identify=failed_step(
+        "identify", "server 0f0f0f0f-0000-4000-8000-000000000000 not found"))
+    for _ in range(2):
+        status, ran, report, execution = automatic(healthy(), datastore, config=config,
+                                                   executors=missing)
+        assert status == "failed" and ran == ["identify", "report_failure"]
+        assert not params_of(execution, "admit")
+        assert report["triggered_by"]["message_id"] == "m-1"  # the origin all the same
+        assert report["triggered_by"]["execution_id"] == execution["id"]
+    with pytest.raises(OSError):
+        counters(datastore)  # no counter was ever written
+    # a dry run and a healthy attachment kept attached spend nothing either
+    for params in ({"dry_run": True}, {"detach": False}):
+        status, ran, _, execution = automatic(healthy(), datastore, config=config, **params)
+        assert status == "succeeded" and not params_of(execution, "admit"), ran
+    with pytest.raises(OSError):
+        counters(datastore)
+    # the cap is still whole: the one run of the hour it allows goes through
+    status, ran, _, _ = automatic(healthy(), datastore, config=config)
+    assert status == "succeeded" and "detach" in ran
+    assert list(counters(datastore).values()) == ["1"]

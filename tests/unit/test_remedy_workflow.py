@@ -60,8 +60,9 @@ def scripted(views, **overrides):
 
 def remedy(views, executors=None, order=None, config=None, answer=None, datastore=None,
            **params):
-    """Conduct the remedy; `ran` is the task order after `admit` (always first) without the
-    action-less fork point `begin_refresh`."""
+    """Conduct the remedy; `ran` is the task order without `admit` (right after identify, only
+    when the plan changes something: tested in test_remedy_automatic) and the action-less fork
+    point `begin_refresh`."""
     parameters = dict({"server_id": SERVER, "volume_id": VOLUME}, **params)
     execution = st2local.run_action(REPO, P + "remedy", parameters,
                                     executors=executors or scripted(views),
@@ -69,9 +70,9 @@ def remedy(views, executors=None, order=None, config=None, answer=None, datastor
                                     config=dict({"cloud": "lab"}, **(config or {})),
                                     answer=answer, datastore_path=datastore)
     ran = [t["id"] for t in sorted(execution["tasks"], key=lambda t: t["start"])]
-    assert ran[0] == "admit", ran
+    assert ran[0] == "identify", ran
     report = (execution["result"].get("output") or {}).get("report")
-    return (execution["status"], [t for t in ran[1:] if t != "begin_refresh"], report,
+    return (execution["status"], [t for t in ran if t not in ("admit", "begin_refresh")], report,
             execution)
 
 
