@@ -298,7 +298,6 @@ def test_classify_host_falls_back_to_the_publisher_and_request_id_to_the_payload
     ("something odd happened", "something odd happened"),
     (None, "detach_volume failed (no exception details)"),
     ({"_comment": "placeholder"}, "detach_volume failed (no exception details)"),
-    (12, "detach_volume failed (no exception details)"),
 ])
 def test_classify_legacy_detach_error_reason(exception, reason):
     event = nde.classify(legacy_error(exception))
@@ -583,24 +582,33 @@ def test_a_flood_of_irrelevant_messages_leaves_the_tracker_empty():
     assert track.sizes() == {"starts": 0, "signals": 0, "done": 0} and not track.dropped
 
 
+def vol(i):
+    """A canonical volume UUID numbered i (sorts by i)."""
+    return "c0ffee00-0000-4000-8000-%012d" % i
+
+
+def req(kind, i):
+    return "req-0000000%d-0000-4000-8000-%012d" % (kind, i)
+
+
 def test_the_cap_bounds_every_table_and_drops_the_oldest():
     track, clock = tracker(window_s=60, max_pending=100)
     for i in range(150):
         clock.advance(0.01)
-        track.feed(nde.classify(detach_start(SERVER, "vol-%03d" % i, request_id="req-s%d" % i)))
+        track.feed(nde.classify(detach_start(SERVER, vol(i), request_id=req(1, i))))
     for i in range(10000):  # e.g. nova-api exceptions of other requests
         clock.advance(0.001)
         track.feed(nde.classify(compute_exception("Boom", "nova.api", "f", "x",
-                                                  request_id="req-e%d" % i)))
+                                                  request_id=req(2, i))))
     assert track.sizes() == {"starts": 100, "signals": 100, "done": 0}
     assert track.dropped == {"starts": 50, "signals": 9900}
     for i in range(150):
-        track.feed(nde.classify(legacy_error("ClientException()", volume="v%d" % i,
-                                             request_id="req-l%d" % i)))
+        track.feed(nde.classify(legacy_error("ClientException()", volume=vol(1000 + i),
+                                             request_id=req(3, i))))
     assert track.sizes()["done"] == 100 and track.dropped["done"] == 50
     clock.advance(61)
     expired = track.expire()
-    assert sorted(f.volume_id for f in expired) == ["vol-%03d" % i for i in range(50, 150)]
+    assert sorted(f.volume_id for f in expired) == [vol(i) for i in range(50, 150)]
     assert track.sizes()["starts"] == 0 and track.sizes()["signals"] == 0
     assert track.unmatched == 100
 
