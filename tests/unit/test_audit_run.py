@@ -290,19 +290,23 @@ def test_a_report_path_may_name_the_json_file(broken_cloud, tmp_path, monkeypatc
     cloud, _ = broken_cloud
     api = CloudAPI(cloud, tmp_path)
     monkeypatch.setattr(hypervisors, "session_opener", lambda s: api.open_session)
-    conf = settings()
+    conf = settings(report_dir=str(tmp_path))
     conf.cloud = "prod"
     target = tmp_path / "out" / "nightly.json"
-    out = audit.run(ctx_for(api, conf), scope="host", host="cmp2", report_path=str(target))
-    assert out["report"] == {"json": str(target), "table": str(tmp_path / "out" / "nightly.txt")}
-    assert target.exists()
+    for given in ("out/nightly.json", str(target)):  # relative to the place, or inside it
+        out = audit.run(ctx_for(api, conf), scope="host", host="cmp2", report_path=given)
+        assert out["report"] == {"json": str(target),
+                                 "table": str(tmp_path / "out" / "nightly.txt")}
+        assert target.exists()
+        target.unlink()
 
 
 def test_a_report_place_that_cannot_be_made_is_refused_before_the_audit(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")     # a directory cannot be made under a file, even by root
-    with pytest.raises(InputError, match="cannot write the audit report to .*report_path"):
-        audit.report_paths(str(blocker / "reports"), settings(), {"kind": "all"}, NOW)
+    with pytest.raises(InputError, match="file is not a directory"):
+        audit.report_paths("file/reports", settings(report_dir=str(tmp_path)), {"kind": "all"},
+                           NOW)
     with pytest.raises(ConfigError, match="fix audit.report_dir"):
         audit.report_paths("", settings(report_dir=str(blocker / "r")), {"kind": "all"}, NOW)
 
@@ -324,3 +328,86 @@ def test_audit_settings_are_validated():
                 {"page_size": 2.5}, {"sweep_concurrency": True}):
         with pytest.raises(ConfigError, match="audit.%s" % next(iter(bad))):
             Settings({"audit": bad})
+
+
+# -- report_path is reachable from chat: confined under the report place -------------------------
+
+def _tree(root):
+    return sorted(os.path.relpath(os.path.join(d, n), str(root))
+                  for d, dirs, files in os.walk(str(root)) for n in dirs + files)
+
+
+@pytest.mark.parametrize("given,why", [
+    ("../escape.json", "no '..'"),
+    ("a/../../escape.json", "no '..'"),
+    ("nightly/..", "no '..'"),
+    ("/etc/cron.d/x.json", "absolute path must be inside"),
+    ("{outside}/x.json", "absolute path must be inside"),
+    ("{outside}", "absolute path must be inside"),
+    ("~/x.json", "no backslash, no ~"),
+    ("a\\..\\x.json", "no backslash"),
+    ("a/\nb.json", "printable"),
+    ("x" * 300 + ".json", "at most 255"),
+    ("out/.json", "needs a name before .json"),
+    ("linked/x.json", "is a symlink"),
+    ("linked", "is a symlink"),
+    ("ok/linked-file.json", "is not a plain file"),
+    ("ok/linked-table.json", "is not a plain file"),
+    ("ok/a-dir.json", "is not a plain file"),
+    ("plain/x.json", "is not a directory"),
+])
+def test_a_report_path_that_would_leave_the_report_place_is_refused_and_writes_nothing(
+        tmp_path, given, why):
+    place, outside = tmp_path / "reports", tmp_path / "outside"
+    outside.mkdir()
+    place.mkdir()
+    (place / "linked").symlink_to(outside)
+    (place / "ok").mkdir()
+    (place / "ok" / "linked-file.json").symlink_to(outside / "f.json")
+    (place / "ok" / "linked-table.txt").symlink_to(outside / "f.txt")
+    (place / "ok" / "a-dir.json").mkdir()
+    (place / "plain").write_text("x")
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match=re.escape(why)) as refused:
+        audit.report_paths(given.format(outside=outside), settings(report_dir=str(place)),
+                           {"kind": "all"}, NOW)
+    assert "refused" in str(refused.value) and "nothing was written" in str(refused.value)
+    assert _tree(tmp_path) == before
+
+
+def test_report_paths_inside_the_place_are_made_there(tmp_path):
+    place = tmp_path / "reports"
+    conf = settings(report_dir=str(place))
+    for given, where in [("", place), ("nightly", place / "nightly"),
+                         ("./a//b/", place / "a" / "b"), (str(place / "c"), place / "c")]:
+        paths = audit.report_paths(given, conf, {"kind": "all"}, NOW)
+        assert os.path.dirname(paths["json"]) == str(where) and where.is_dir()
+    paths = audit.report_paths("n/x.y.json", conf, {"kind": "all"}, NOW)
+    assert paths == {"json": str(place / "n" / "x.y.json"), "table": str(place / "n" / "x.y.txt")}
+
+
+def test_a_symlinked_report_dir_is_the_operators_choice_and_is_followed(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    conf = settings(report_dir=str(tmp_path / "link"))
+    assert audit.report_paths("x.json", conf, {"kind": "all"}, NOW)["json"] == str(real / "x.json")
+    assert audit.report_paths(str(tmp_path / "link" / "y.json"), conf, {"kind": "all"},
+                              NOW)["json"] == str(real / "y.json")
+
+
+def test_a_refused_report_path_stops_the_step_before_any_cloud_call(tmp_path):
+    class NoCloud(object):
+        def __getattr__(self, name):
+            raise AssertionError("the cloud was called: %s" % name)
+    conf = settings(report_dir=str(tmp_path / "reports"))
+    with pytest.raises(InputError, match="refused"):
+        audit.run(types.SimpleNamespace(settings=conf, conn=NoCloud(), cloud="prod",
+                                        progress=lambda m: None),
+                  report_path="../../etc/x.json")
+    assert not (tmp_path / "reports").exists()
+
+
+def test_audit_report_dir_must_be_absolute():
+    with pytest.raises(ConfigError, match="audit.report_dir must be an absolute path"):
+        Settings({"audit": {"report_dir": "reports"}})

@@ -273,35 +273,95 @@ def summary(report, paths):
 
 # -- the report files -----------------------------------------------------------------------------
 
+REPORT_PATH_MAX = 255
+
+
 def report_paths(report_path, settings, scope_info, now):
-    """(json path, table path). report_path: a file name ending in .json (the table beside it,
-    .txt), or a directory; empty: config audit.report_dir, else reports/ in the pack. The
-    directory is made and checked writable here, before the audit, so a bad path costs
-    nothing."""
-    if report_path and report_path.strip().endswith(".json"):
-        json_path = os.path.abspath(os.path.expanduser(report_path.strip()))
-        directory, origin = os.path.dirname(json_path), "report_path"
+    """(json path, table path), confined to the report place: config audit.report_dir, else
+    reports/ in the pack. report_path (the action parameter, reachable from chat) is empty, a
+    directory or a file name ending in .json (the table beside it, .txt), relative to that
+    place or absolute inside it; `..`, a path outside, a symlink at or under the place, a
+    directory named .json and control characters are refused with InputError before anything
+    is made or written. The place itself is the operator's (a symlinked report_dir is
+    followed). Directories are made and checked writable here, before the audit, so a bad path
+    costs nothing."""
+    if settings.audit_report_dir:
+        base, origin = settings.audit_report_dir, "audit.report_dir"
     else:
-        if report_path and report_path.strip():
-            directory, origin = report_path.strip(), "report_path"
-        elif settings.audit_report_dir:
-            directory, origin = settings.audit_report_dir, "audit.report_dir"
-        else:
-            directory, origin = os.path.join(PACK_DIR, "reports"), "the pack's reports/"
-        directory = os.path.abspath(os.path.expanduser(directory))
-        json_path = os.path.join(directory, "audit-%s-%s.json" % (
-            now.strftime("%Y%m%dT%H%M%SZ"), _scope_label(scope_info)))
+        base, origin = os.path.join(PACK_DIR, "reports"), "the pack's reports/"
+    given_base = os.path.abspath(os.path.expanduser(base))
+    base = os.path.realpath(given_base)
+    parts, file_name = _report_path_parts(report_path, (base, given_base), origin)
+    if file_name is None:
+        file_name = "audit-%s-%s.json" % (now.strftime("%Y%m%dT%H%M%SZ"),
+                                          _scope_label(scope_info))
+    directory = os.path.join(base, *parts)
+    json_path = os.path.join(directory, file_name)
+    table_path = json_path[:-len(".json")] + ".txt"
+    # nothing below the place may be a symlink: every existing directory on the way and both
+    # files (os.replace would not follow a link, but a linked directory leads anywhere)
+    here = base
+    for part in parts:
+        here = os.path.join(here, part)
+        if os.path.islink(here):
+            _refuse(report_path, "%s is a symlink" % here)
+        if os.path.lexists(here) and not os.path.isdir(here):
+            _refuse(report_path, "%s is not a directory" % here)
+    for path in (json_path, table_path):
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+            _refuse(report_path, "%s exists and is not a plain file" % path)
     try:
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(base, exist_ok=True)
+        here = base
+        for part in parts:  # one at a time: a directory made meanwhile is still checked
+            here = os.path.join(here, part)
+            if not os.path.isdir(here):
+                os.mkdir(here, 0o750)
+            if os.path.islink(here):
+                _refuse(report_path, "%s is a symlink" % here)
         if not os.access(directory, os.W_OK):
             raise OSError("not writable by this user")
     except OSError as exc:
         message = "cannot write the audit report to %s (%s): %s" % (
-            directory, origin, getattr(exc, "strerror", None) or exc)
-        if origin == "audit.report_dir":
+            directory, "report_path" if parts else origin,
+            getattr(exc, "strerror", None) or exc)
+        if origin == "audit.report_dir" and not parts:
             raise ConfigError(message + "; fix audit.report_dir: " + RELOAD, step=STEP)
         raise InputError(message, step=STEP)
-    return {"json": json_path, "table": json_path[:-len(".json")] + ".txt"}
+    return {"json": json_path, "table": table_path}
+
+
+def _report_path_parts(report_path, bases, origin):
+    """report_path -> (directories under the place, file name or None); InputError if it
+    would leave the place (`bases`: the place resolved, and as configured)."""
+    given = (report_path or "").strip()
+    if not given:
+        return [], None
+    if len(given) > REPORT_PATH_MAX or any(ord(c) < 32 or ord(c) == 127 for c in given):
+        _refuse(report_path, "at most %d printable characters" % REPORT_PATH_MAX)
+    if "\\" in given or given.startswith("~"):
+        _refuse(report_path, "no backslash, no ~")
+    if ".." in given.split("/"):
+        _refuse(report_path, "no '..'")
+    if os.path.isabs(given):
+        inside = os.path.normpath(given)
+        within = [b for b in bases if inside == b or inside.startswith(b.rstrip("/") + "/")]
+        if not within:
+            _refuse(report_path, "an absolute path must be inside %s (%s)" % (bases[0], origin))
+        given = os.path.relpath(inside, within[0])
+    parts = [p for p in given.split("/") if p not in ("", ".")]
+    if parts and parts[-1].endswith(".json"):
+        if parts[-1] == ".json":
+            _refuse(report_path, "the file needs a name before .json")
+        return parts[:-1], parts[-1]
+    return parts, None
+
+
+def _refuse(report_path, why):
+    raise InputError("report_path %r refused: %s. Give a directory or a file name ending in "
+                     ".json under the report place (config audit.report_dir, else reports/ in "
+                     "the pack), e.g. nightly/ or nightly/all.json; nothing was written"
+                     % (report_path, why), step=STEP)
 
 
 def _scope_label(scope_info):

@@ -88,6 +88,11 @@ class Settings:
                                                           "audit.")
         self.audit_stuck_after = _non_negative(audit, "stuck_after", "audit.")
         self.audit_report_dir = audit["report_dir"] or ""
+        if self.audit_report_dir and not os.path.isabs(os.path.expanduser(
+                self.audit_report_dir)):
+            raise ConfigError("audit.report_dir must be an absolute path (the place every "
+                              "audit report goes under), not %r: %s"
+                              % (self.audit_report_dir, RELOAD))
         self.audit_sweep_concurrency = _positive_int(audit, "sweep_concurrency", "audit.")
         if self.staging == "shared_dir" and not (self.shared_dir and self.container_dir):
             raise ConfigError("controller.staging is shared_dir but controller.shared_dir or "
