@@ -7,18 +7,34 @@ body {"id": <id>, "response": {...}}; 200 gives back {"id", "response"}. Errors 
 {"faultstring": ...}: 400 already answered, timed out or a response the schema refuses; 403 the
 user may not answer it (the inquiry's users/roles); 404 no such execution; 401 token refused.
 
+Who answers: the chat bot's token is the same for everyone in chat, so st2's own check (the
+inquiry's users/roles) cannot tell chat users apart. Before answering, respond reads its OWN
+execution (GET <ST2_ACTION_API_URL>/executions/<ST2_ACTION_EXECUTION_ID>, as st2client's
+executions.get_by_id does) and takes the chat user st2 recorded there: st2api's alias execution
+controller sets context.api_user from the chat adapter's `user`, context.user to the bot's st2
+user, context.source_channel and context.action_alias_ref. That name must be one of
+automatic.approvers.users (see approver_of); otherwise nothing is posted. The answer carries
+who gave it: response {"approved": ..., "by": {"user", "via", "channel"}} (the remedy's
+core.ask schema does not forbid extra properties; st2 keeps them in the task's result).
+
 The token goes into one request header and nowhere else: not into results, errors or logs."""
 import json
 import os
 import re
 
-from dvremedy.errors import InputError, RemedyError, tail
+from dvremedy.errors import ConfigError, InputError, RemedyError, tail
+from dvremedy.settings import RELOAD
 
 STEP = "respond"
 INQUIRY_ID = re.compile(r"^[0-9a-fA-F]{24}$")  # st2 ids are MongoDB ObjectIds
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 30  # the API validates, resumes the workflow and answers: seconds at most
 API_URL_ENV, TOKEN_ENV = "ST2_ACTION_API_URL", "ST2_ACTION_AUTH_TOKEN"
+EXECUTION_ENV = "ST2_ACTION_EXECUTION_ID"
+# an approver's name as configured: no whitespace, control characters, braces or "%" (so no
+# template marker can travel with it into the inquiry's response and on into the workflow)
+APPROVER_NAME = re.compile(r"^[^\s{}%\x00-\x1f\x7f]{1,128}$")
+CHANNEL_SHOWN = re.compile(r"^[\w#@.:/+-]{1,128}$")  # a channel recorded in `by` as is
 CACERT_ENV = "ST2_CACERT"  # st2client's variable for a private CA of an https API
 
 ADVICE = {
@@ -28,11 +44,95 @@ ADVICE = {
          "must be one of them",
     404: "check the id: `st2 inquiry list` shows the pending inquiries",
 }
+OWN_EXECUTION_ADVICE = {
+    401: "st2 refused the action's temporary token: check st2's auth service",
+    403: "the chat bot's st2 user may not view its own execution: with RBAC, grant its role "
+         "action_execute (it includes the view) on dangling_volume.respond",
+    404: "ST2_ACTION_API_URL does not lead to the st2 API that runs this action",
+}
+HOW_TO_CHANGE = ("who may approve is automatic.approvers.users in "
+                 "/opt/stackstorm/configs/dangling_volume.yaml (then `st2ctl reload "
+                 "--register-configs`); `st2 inquiry respond <id>` is governed by st2's RBAC "
+                 "instead")
 
 
 class St2ApiError(RemedyError):
     """A call to st2's API failed: carries method, url, HTTP status and st2's faultstring."""
     kind = "st2_api"
+
+
+class NotApprover(RemedyError):
+    """The person asking may not answer the approval: nothing was posted."""
+    kind = "not_approver"
+
+
+def approvers_from(settings):
+    """automatic.approvers of the pack config: {users, channels, match_st2_user}, checked
+    (st2 checks the types when it registers the config; tests and st2local may not)."""
+    raw = ((getattr(settings, "raw", None) or {}).get("automatic") or {}).get("approvers")
+    raw = raw if isinstance(raw, dict) else {}
+    out = {}
+    for key in ("users", "channels"):
+        value = raw.get(key) or []
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) and APPROVER_NAME.match(v) for v in value):
+            raise ConfigError("automatic.approvers.%s must be a list of names without spaces, "
+                              "braces or %%, not %r: %s" % (key, value, RELOAD), step=STEP)
+        out[key] = list(value)
+    match_st2_user = raw.get("match_st2_user", False)
+    if not isinstance(match_st2_user, bool):
+        raise ConfigError("automatic.approvers.match_st2_user must be true or false, not %r: %s"
+                          % (match_st2_user, RELOAD), step=STEP)
+    out["match_st2_user"] = match_st2_user
+    return out
+
+
+def approver_of(context, approvers):
+    """Who answers, from respond's own execution context, if they may: {user, via, channel}.
+    Raises NotApprover otherwise.
+
+    - from chat (st2 set context.api_user from the adapter's `user`): that name must equal one
+      of approvers["users"] (exact, case-sensitive); if approvers["channels"] is not empty,
+      context.source_channel must equal one of them;
+    - from chat without a chat user (action_alias_ref set, api_user empty): refused;
+    - not from chat (`st2 run dangling_volume.respond`): refused, unless
+      approvers["match_st2_user"], then context.user (the st2 user st2 authenticated) must be
+      one of approvers["users"].
+    An empty approvers["users"] refuses everyone."""
+    users = approvers["users"]
+    allowed = ", ".join(users) if users else "nobody (the list is empty)"
+    context = context if isinstance(context, dict) else {}
+    api_user, channel = context.get("api_user"), context.get("source_channel")
+    if api_user not in (None, ""):
+        who, via = api_user, "chat"
+    elif context.get("action_alias_ref"):
+        raise NotApprover("this answer came from chat but st2 recorded no chat user for it "
+                          "(context.api_user is empty: the chat adapter sent none), so it "
+                          "cannot be checked against the approvers; answer with `st2 inquiry "
+                          "respond`", step=STEP, may_approve=users, advice=HOW_TO_CHANGE)
+    elif approvers["match_st2_user"]:
+        who, via, channel = context.get("user"), "st2", None
+    else:
+        raise NotApprover("respond answers only for approvers in chat (`approve remedy <id>`); "
+                          "this run did not come from chat (no chat user in its context): "
+                          "answer with `st2 inquiry respond <id>`, or set "
+                          "automatic.approvers.match_st2_user: true", step=STEP,
+                          may_approve=users, advice=HOW_TO_CHANGE)
+    if not isinstance(who, str) or who not in users:
+        raise NotApprover("%s %r may not answer remedy approvals; who may: %s"
+                          % ("chat user" if via == "chat" else "st2 user",
+                             who if isinstance(who, str) else type(who).__name__, allowed),
+                          step=STEP, user=who if isinstance(who, str) else None, via=via,
+                          may_approve=users, advice=HOW_TO_CHANGE)
+    if via == "chat" and approvers["channels"] and channel not in approvers["channels"]:
+        raise NotApprover("answers from chat count only in %s, not in %r"
+                          % (", ".join(approvers["channels"]),
+                             channel if isinstance(channel, str) else None),
+                          step=STEP, user=who, via=via, may_approve=users,
+                          advice="answer in one of automatic.approvers.channels; %s"
+                                 % HOW_TO_CHANGE)
+    shown = channel if isinstance(channel, str) and CHANNEL_SHOWN.match(channel) else None
+    return {"user": who, "via": via, "channel": shown}
 
 
 def require_inquiry_id(value):
@@ -48,21 +148,38 @@ def require_inquiry_id(value):
 def respond(api_url, token, inquiry_id, response, verify=True,
             timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)):
     """PUT the response to the inquiry; returns st2's answer {"id", "response"}."""
-    import requests  # shipped with st2; imported here so bad input never pays for it
     url = "%s/inquiries/%s" % (api_url.rstrip("/"), inquiry_id)
-    evidence = {"method": "PUT", "url": url, "inquiry_id": inquiry_id}
+    return _call("PUT", url, token, {"id": inquiry_id, "response": response}, verify, timeout,
+                 ADVICE, inquiry_id=inquiry_id)
+
+
+def own_context(api_url, token, execution_id, verify=True,
+                timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)):
+    """The context st2 recorded for this action's own execution (GET /executions/<id>)."""
+    url = "%s/executions/%s" % (api_url.rstrip("/"), execution_id)
+    body = _call("GET", url, token, None, verify, timeout, OWN_EXECUTION_ADVICE,
+                 execution_id=execution_id)
+    if body.get("id") != execution_id or not isinstance(body.get("context"), dict):
+        raise St2ApiError("st2's answer to GET %s is not this execution with its context"
+                          % url, step=STEP, method="GET", url=url, execution_id=execution_id)
+    return body["context"]
+
+
+def _call(method, url, token, payload, verify, timeout, advice, **evidence):
+    import requests  # shipped with st2; imported here so bad input never pays for it
+    evidence = dict({"method": method, "url": url}, **evidence)
     try:
-        answer = requests.put(url, data=json.dumps({"id": inquiry_id, "response": response}),
-                              headers={"X-Auth-Token": token,
-                                       "Content-Type": "application/json",
-                                       "Accept": "application/json"},
-                              timeout=timeout, verify=verify, allow_redirects=False)
+        answer = requests.request(
+            method, url, data=None if payload is None else json.dumps(payload),
+            headers={"X-Auth-Token": token, "Content-Type": "application/json",
+                     "Accept": "application/json"},
+            timeout=timeout, verify=verify, allow_redirects=False)
     except requests.ConnectTimeout:
         raise St2ApiError("no connection to st2's API at %s within %s s" % (url, timeout[0]),
                           step=STEP, timeout_s=timeout[0], **evidence)
     except requests.Timeout:
-        raise St2ApiError("st2's API did not answer PUT %s within %s s" % (url, timeout[1]),
-                          step=STEP, timeout_s=timeout[1], **evidence)
+        raise St2ApiError("st2's API did not answer %s %s within %s s" % (
+            method, url, timeout[1]), step=STEP, timeout_s=timeout[1], **evidence)
     except requests.RequestException as exc:
         raise St2ApiError("cannot reach st2's API at %s: %s: %s" % (
             url, type(exc).__name__, _redact(str(exc), token)), step=STEP, **evidence)
@@ -71,17 +188,18 @@ def respond(api_url, token, inquiry_id, response, verify=True,
         return body
     fault = _redact(body.get("faultstring"), token) if isinstance(body, dict) else None
     raise St2ApiError(
-        "st2 answered PUT %s with HTTP %d: %s" % (url, answer.status_code,
-                                                 fault or "(no faultstring)"),
+        "st2 answered %s %s with HTTP %d: %s" % (method, url, answer.status_code,
+                                                fault or "(no faultstring)"),
         step=STEP, http_status=answer.status_code, faultstring=fault,
-        advice=ADVICE.get(answer.status_code),
+        advice=advice.get(answer.status_code),
         body_tail=None if fault else _redact(tail(answer.text, 500), token), **evidence)
 
 
 def respond_step(ctx, inquiry_id, approved, environ=None):
-    """Approve (approved=true) or reject the remedy's approval request. A run_step step: ctx is
-    unused (no cloud), environ defaults to the process's (where st2 puts the API URL and the
-    token)."""
+    """Approve (approved=true) or reject the remedy's approval request, if the person asking is
+    an approver (approver_of). A run_step step: ctx.settings gives automatic.approvers (no
+    cloud); environ defaults to the process's (where st2 puts the API URL, the token and the
+    execution's id). Nothing is posted unless every check passed."""
     inquiry_id = require_inquiry_id(inquiry_id)
     if not isinstance(approved, bool):
         raise InputError("approved must be true or false, not %r" % (approved,), step=STEP)
@@ -94,13 +212,27 @@ def respond_step(ctx, inquiry_id, approved, environ=None):
     if not token:
         raise St2ApiError("%s is not set: st2 gives actions a temporary token when its auth "
                           "service is enabled" % TOKEN_ENV, step=STEP)
-    answer = respond(api_url, token, inquiry_id, {"approved": approved},
-                     verify=environ.get(CACERT_ENV) or True)
+    execution_id = environ.get(EXECUTION_ENV) or ""
+    if not INQUIRY_ID.match(execution_id):  # an execution id is an ObjectId too
+        raise St2ApiError("%s is %s: respond runs under st2's python runner, which sets it to "
+                          "the execution's id" % (EXECUTION_ENV, "not set" if not execution_id
+                                                  else "not an st2 id"), step=STEP)
+    approvers = approvers_from(getattr(ctx, "settings", None))
+    if not approvers["users"]:
+        raise NotApprover("nobody may answer remedy approvals through respond: "
+                          "automatic.approvers.users is empty", step=STEP, may_approve=[],
+                          advice=HOW_TO_CHANGE)
+    verify = environ.get(CACERT_ENV) or True
+    by = approver_of(own_context(api_url, token, execution_id, verify=verify), approvers)
+    answer = respond(api_url, token, inquiry_id, {"approved": approved, "by": by},
+                     verify=verify)
     verb = "approved" if approved else "rejected"
-    return {"inquiry_id": inquiry_id, "approved": approved,
+    return {"inquiry_id": inquiry_id, "approved": approved, "by": by,
             "response": answer.get("response"),
-            "did": "%s inquiry %s: the remedy %s" % (
-                verb, inquiry_id, "goes on" if approved else "ends without changing anything")}
+            "did": "%s inquiry %s as %s (%s%s): the remedy %s" % (
+                verb, inquiry_id, by["user"], by["via"],
+                ", " + by["channel"] if by["channel"] else "",
+                "goes on" if approved else "ends without changing anything")}
 
 
 def _json(answer):
