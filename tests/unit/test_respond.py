@@ -519,3 +519,19 @@ def test_the_api_unreachable_is_a_clear_error_and_nothing_is_posted():
         % (port, EXECUTION))
     assert caught.value.details["method"] == "GET"
     assert TOKEN not in json.dumps(caught.value.evidence())
+
+
+# the remedy's report shows who answered, once the workflow hands `by` over ------------------
+
+def test_the_report_names_who_approved_when_the_approval_carries_it(api):
+    from dvremedy.report import build_report
+    answer = step(api, PENDING, True)["response"]  # what the core.ask task's result keeps
+    approval = {"asked": True, "answer": "approved", "route": "dangling_volume",
+                "reason": "approved", "by": answer["by"]}
+    report = build_report("s", "v", "remedied", approval=approval)
+    assert report["approval"]["by"] == BY_ALICE
+    assert "approval: approved, by alice (chat, #ops)" in report["text"].splitlines()
+    approval.pop("by")  # answered with `st2 inquiry respond`: nobody recorded
+    report = build_report("s", "v", "remedied", approval=approval)
+    assert "by" not in report["approval"]
+    assert "approval: approved" in report["text"].splitlines()

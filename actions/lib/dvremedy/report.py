@@ -33,10 +33,22 @@ def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None,
 
 
 def _approval(approval):
-    """The approval as asked and answered: {asked, answer, route} or None when not asked."""
+    """The approval as asked and answered: {asked, answer, route, reason, by} or None when not
+    asked. `by` is who answered as the pack's respond action recorded it in the inquiry's
+    response ({user, via: chat|st2, channel}); absent for an answer given another way."""
     if not isinstance(approval, dict) or not approval:
         return None
-    return {k: approval.get(k) for k in ("asked", "answer", "route", "reason") if k in approval}
+    out = {k: approval.get(k) for k in ("asked", "answer", "route", "reason") if k in approval}
+    by = approval.get("by")
+    if isinstance(by, dict) and isinstance(by.get("user"), str) and by["user"]:
+        out["by"] = {k: by.get(k) if isinstance(by.get(k), str) else None
+                     for k in ("user", "via", "channel")}
+    return out
+
+
+def _approved_by(by):
+    where = ", ".join(v for v in (by.get("via"), by.get("channel")) if v)
+    return "%s%s" % (by["user"], " (%s)" % where if where else "")
 
 
 def _final(final):
@@ -85,7 +97,8 @@ def _text(r):
     for s in r["steps"]:
         lines.append("  %s %s: %s" % ("*" if s["changed"] else "-", s["step"], s["did"]))
     if r["approval"] and r["approval"].get("reason"):
-        lines.append("approval: %s" % r["approval"]["reason"])
+        lines.append("approval: %s%s" % (r["approval"]["reason"], ", by " + _approved_by(
+            r["approval"]["by"]) if r["approval"].get("by") else ""))
     if r["outcome"] in DECLINED:
         lines.append(DECLINED[r["outcome"]])
     if r["final"]:
