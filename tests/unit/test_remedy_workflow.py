@@ -2,6 +2,7 @@
 tools/pylib/st2local) on every path, with the cloud-facing actions scripted (their logic is
 tested on the lab) and the report action run for real through st2's python action wrapper.
 Python 3.8 and 3.11."""
+import json
 import os
 
 import pytest
@@ -120,10 +121,20 @@ def test_dry_run_plans_and_changes_nothing():
 
 
 def test_bad_input_fails_at_identify_without_touching_power():
-    ex = scripted(broken("1"), identify=failed_step("identify", "server_id must be a UUID"))
-    status, ran, report, _ = remedy(broken("1"), ex, server_id="1111; reboot")
+    ex = scripted(broken("1"), identify=failed_step("identify", "server not found"))
+    status, ran, report, _ = remedy(broken("1"), ex)
     assert status == "failed" and ran == ["identify", "report_failure"]
-    assert report["error"]["message"] == "server_id must be a UUID"
+    assert report["error"]["message"] == "server not found"
+
+
+def test_an_id_that_is_not_a_uuid_is_refused_before_the_workflow_starts():
+    # the parameter's pattern, checked by st2 when it creates the request
+    execution = st2local.run_action(REPO, P + "remedy", {"server_id": "1111; reboot",
+                                                         "volume_id": VOLUME},
+                                    executors=scripted(broken("1")), progress=None,
+                                    config={"cloud": "lab"})
+    assert execution["status"] == "failed" and not execution.get("tasks")
+    assert "does not match" in json.dumps(execution["result"])
 
 
 @pytest.mark.parametrize("task", ["refresh", "detach", "verify"])
