@@ -535,3 +535,25 @@ def test_the_report_names_who_approved_when_the_approval_carries_it(api):
     report = build_report("s", "v", "remedied", approval=approval)
     assert "by" not in report["approval"]
     assert "approval: approved" in report["text"].splitlines()
+
+
+def test_the_chat_result_names_who_answered_as_data(api):
+    import yaml
+    from st2common.util import jinja as jinja_utils
+    with open(os.path.join(REPO, "aliases", "approve.yaml")) as f:
+        fmt = yaml.safe_load(f)["result"]["format"]
+    env = jinja_utils.get_jinja_environment(allow_undefined=True)  # format_execution_result's
+    result = step(api, PENDING, True)
+    text = env.from_string(fmt).render(execution={
+        "id": EXECUTION, "status": "succeeded", "parameters": {"inquiry_id": PENDING},
+        "result": {"result": result}})
+    assert "Recorded as answered by alice (chat)." in text.splitlines()
+    api.executions[EXECUTION] = chat_context("mallory")
+    with pytest.raises(NotApprover) as caught:
+        step(api, ANSWERED, True)
+    text = env.from_string(fmt).render(execution={
+        "id": EXECUTION, "status": "failed", "parameters": {"inquiry_id": ANSWERED},
+        "result": {"result": {"error": caught.value.evidence()}}})
+    assert text.startswith("Could not approve remedy %s: chat user 'mallory' may not answer "
+                           "remedy approvals; who may: alice{~}\nNext: who may approve is "
+                           "automatic.approvers.users" % ANSWERED)
