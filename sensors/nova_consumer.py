@@ -35,16 +35,26 @@ What it does, and why (openstack.md §2.4, stackstorm.md §5 and §11):
   compare-and-set: with several sensor containers two may dispatch the same failure. That is best
   effort by design; the guarantee is the remedy's concurrency policy plus a remedy that changes
   nothing on a healthy attachment.
-- Logs never show the transport URL's password: URLs are masked, and exception texts are
-  scrubbed of every password in the configured URL.
+- At most notifications.max_dispatches_per_minute dispatches in any 60 s: a flood of failures
+  (real or forged) does not start a flood of remedies. What is over the rate is counted
+  (stats "rate_limited"), logged with its server and volume (rate-limited too, then a summary per
+  minute) and not dispatched.
+- TLS (notifications.ssl) verifies the broker's certificate (ssl.CERT_REQUIRED, against
+  notifications.ssl_ca_file or the system CAs) and, unless notifications.ssl_verify_hostname is
+  false, that it names the broker host (check_hostname).
+- Logs, config errors and reprs never show the transport URL's password, whatever it holds
+  (@ : ; / or percent-escapes, any length): URLs are masked, and exception texts are scrubbed of
+  every password in the configured URL.
 """
 import collections
 import dataclasses
 import hashlib
 import logging
+import os
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 import traceback
@@ -61,6 +71,8 @@ SHARED_QUEUE_PREFIXES = ("notifications.", "versioned_notifications.")
 DEFAULTS = {  # the defaults of config.schema.yaml `notifications` (a unit test checks they agree)
     "transport_url": "",
     "ssl": False,
+    "ssl_verify_hostname": True,
+    "ssl_ca_file": "",
     "exchange": "nova",
     "exchange_durable": False,
     "queue": "dangling_volume.nova_detach_failures",
@@ -70,6 +82,7 @@ DEFAULTS = {  # the defaults of config.schema.yaml `notifications` (a unit test 
     "dedup_window": 900,
     "connect_timeout": 10,
     "heartbeat": 30,
+    "max_dispatches_per_minute": 30,
 }
 
 PREFETCH_COUNT = 256     # unacked messages the broker may push at once
@@ -82,6 +95,7 @@ STABLE_S = 10.0          # a session that consumed this long resets the back-off
 DISPATCH_GIVE_UP_S = 600.0  # a failure st2 would not take for this long is logged and dropped
 STATS_INTERVAL_S = 600.0
 MALFORMED_LOG_PER_MINUTE = 10
+RATE_LIMITED_LOG_PER_MINUTE = 10
 
 # Event types the pack acts on, as they appear literally in a body (also inside the JSON string
 # of the oslo 2.0 envelope: JSON escapes no ASCII letters, dots or underscores). A body without
@@ -131,6 +145,14 @@ class Settings:
     dedup_window: int
     connect_timeout: float
     heartbeat: int
+    ssl_verify_hostname: bool = True
+    ssl_ca_file: str = ""
+    max_dispatches_per_minute: int = DEFAULTS["max_dispatches_per_minute"]
+
+    def __repr__(self):
+        return "Settings(%s)" % ", ".join("%s=%r" % item for item in self.masked().items())
+
+    __str__ = __repr__
 
     @classmethod
     def from_config(cls, config):
@@ -155,7 +177,7 @@ class Settings:
             return isinstance(value, int) and not isinstance(value, bool)
 
         check("transport_url", lambda v: isinstance(v, str), "a string")
-        for key in ("ssl", "exchange_durable"):
+        for key in ("ssl", "exchange_durable", "ssl_verify_hostname"):
             check(key, lambda v: isinstance(v, bool), "true or false")
         for key in ("exchange", "queue"):
             check(key, lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
@@ -164,6 +186,11 @@ class Settings:
         for key in ("detach_window", "dedup_window", "connect_timeout"):
             check(key, lambda v: is_int(v) and v >= 1, "an integer >= 1")
         check("heartbeat", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+        check("max_dispatches_per_minute", lambda v: is_int(v) and 1 <= v <= 10000,
+              "an integer from 1 to 10000")
+        check("ssl_ca_file", lambda v: isinstance(v, str), "a string (a path, or empty)")
+        if values["ssl"] and values["ssl_ca_file"].strip():
+            check("ssl_ca_file", lambda v: os.path.isfile(v.strip()), "a readable CA file")
         if values["queue"].startswith(SHARED_QUEUE_PREFIXES):
             raise ConfigError("%s.queue %r looks like one of Nova's shared queues: the sensor "
                               "needs a queue of its own" % (CONFIG_SECTION, values["queue"]))
@@ -173,28 +200,75 @@ class Settings:
                    values["exchange_durable"], values["queue"],
                    tuple(k.strip() for k in values["routing_keys"]),
                    float(values["detach_window"]), values["dedup_window"],
-                   float(values["connect_timeout"]), values["heartbeat"])
+                   float(values["connect_timeout"]), values["heartbeat"],
+                   values["ssl_verify_hostname"], values["ssl_ca_file"].strip(),
+                   values["max_dispatches_per_minute"])
 
     def masked(self):
         """For logs: every field, the URL's passwords masked."""
         return dict(dataclasses.asdict(self), transport_url=mask_url(self.transport_url))
 
+    def ssl_options(self, url):
+        """kombu's `ssl` argument for one broker URL: False without TLS, else the options py-amqp
+        wraps the socket with (amqp.transport.SSLTransport._wrap_socket_sni): the certificate
+        is required (ssl.CERT_REQUIRED), checked against ssl_ca_file (ca_certs; the system CAs
+        when empty), and its name against the broker host: py-amqp sets check_hostname when
+        server_hostname is given, which it is unless ssl_verify_hostname is false."""
+        if not self.ssl:
+            return False
+        return {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.ssl_ca_file or None,
+                "server_hostname": _url_host(url) if self.ssl_verify_hostname else None}
+
+
+def _url_host(url):
+    netloc = url.partition("://")[2].partition("/")[0]
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):  # [v6]:port
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if ":" in host else host
+
 
 _SCHEMES = {"amqp": "amqp", "amqps": "amqps", "pyamqp": "amqp", "rabbit": "amqp"}
-# user:password@ after the scheme or after a comma (oslo's several-hosts form)
-_CREDENTIALS = re.compile(r"((?:://|,)[^:@/;,]*:)[^@;]*(?=@)")
+# user:password@ after the scheme or after a comma (oslo's several-hosts form). A password kombu
+# accepts may hold @ : ; / , (urllib takes the userinfo up to the last @), so the password ends
+# at the first @ that a host name follows; with none, at the last @ of the URL.
+_USER = re.compile(r"""(?:://|,)[^:@/;,\s"']*:""")
+_AFTER_AT = re.compile(r"""[^@\s"',;/]+(?:[\s"',;/]|\Z)""")
+_URL_END = re.compile(r"""[\s"']|\Z""")
+
+
+def _password_spans(text):
+    """(start, end) of every password in the URL(s) of `text`."""
+    spans, last = [], 0
+    for user in _USER.finditer(text):
+        begin = user.end()
+        if begin <= last:
+            continue
+        stop = _URL_END.search(text, begin).start()
+        ats = [i for i in range(begin, stop) if text[i] == "@"]
+        chosen = next((i for i in ats if _AFTER_AT.match(text, i + 1)), ats[-1] if ats else None)
+        if chosen is not None:
+            spans.append((begin, chosen))
+            last = chosen
+    return spans
 
 
 def mask_url(text):
     """The URL(s) in `text` with every password replaced by ****."""
-    return _CREDENTIALS.sub(r"\1****", text or "")
+    text, parts, last = text or "", [], 0
+    for begin, end in _password_spans(text):
+        parts += [text[last:begin], "****"]
+        last = end
+    return "".join(parts) + text[last:]
 
 
 def _passwords(transport_url):
+    """The configured passwords as written and percent-decoded (as kombu sees them)."""
     found = set()
-    for match in re.finditer(r"(?:://|,)[^:@/;,]*:([^@;]*)@", transport_url or ""):
-        if match.group(1):
-            found.update({match.group(1), urllib.parse.unquote(match.group(1))})
+    for begin, end in _password_spans(transport_url or ""):
+        secret = transport_url[begin:end]
+        if secret:
+            found.update({secret, urllib.parse.unquote(secret)})
     return sorted(found, key=len, reverse=True)
 
 
@@ -229,13 +303,23 @@ class Scrubber:
     """Removes the configured passwords from any text before it is logged."""
 
     def __init__(self, transport_url):
-        self._secrets = [p for p in _passwords(transport_url) if len(p) >= 3]
+        secrets = _passwords(transport_url)
+        # A password of 1-2 characters is scrubbed where it stands alone (not inside a word):
+        # replacing every "a" of a log line would make it unreadable, not safer.
+        self._secrets = [p for p in secrets if len(p) >= 3]
+        self._short = [re.compile(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(p))
+                       for p in secrets if len(p) < 3]
 
     def __call__(self, text):
         text = mask_url(str(text))
         for secret in self._secrets:
             text = text.replace(secret, "****")
+        for pattern in self._short:
+            text = pattern.sub("****", text)
         return text
+
+    def __repr__(self):
+        return "Scrubber(%d passwords)" % (len(self._secrets) + len(self._short))
 
 
 # ---------------------------------------------------------------- dedup
@@ -329,6 +413,8 @@ class NovaDetachConsumer:
         self.tick_s = max(0.05, min(MAX_TICK_S, settings.detach_window / 10.0))
         self.tracker = nde.DetachTracker(window_s=settings.detach_window, clock=clock)
         self.dedup = Deduplicator(service, settings.dedup_window, self._log, clock=clock)
+        self._dispatch_times = collections.deque()  # monotonic times of the last minute's
+        self._rate_window = [0.0, 0]                # minute start, over-rate failures logged
         self._pending = collections.deque()  # _Pending, oldest first
         self._held = []                      # (message, event): unacked while the event waits
         self.stats = collections.Counter()
@@ -400,7 +486,7 @@ class NovaDetachConsumer:
         settings = self.settings
         io_timeout = max(30.0, 3 * settings.connect_timeout)
         conn = kombu.Connection(
-            url, ssl=settings.ssl, connect_timeout=settings.connect_timeout,
+            url, ssl=settings.ssl_options(url), connect_timeout=settings.connect_timeout,
             heartbeat=settings.heartbeat,
             # Socket-level limits for what has no timeout of its own: a declare or an ack on a
             # broker that accepted the connection but stopped answering or reading. (The
@@ -590,9 +676,12 @@ class NovaDetachConsumer:
                            failure.volume_id, failure.server_id, failure.source,
                            self.dedup.window_s, CONFIG_SECTION)
             return
+        if self._over_rate(failure):
+            return
         payload = nde.payload_for(failure)
         self._service.dispatch(TRIGGER_REF, payload=payload,
                                trace_tag=failure.message_id or None)
+        self._dispatch_times.append(self._clock())
         self.stats["dispatched"] += 1
         self._log.info("dispatched %s: volume %s on server %s, host %s, %s (%s, message %s)",
                        TRIGGER_REF, failure.volume_id, failure.server_id, failure.host or "?",
@@ -600,6 +689,32 @@ class NovaDetachConsumer:
         self.dedup.remember(failure.server_id, failure.volume_id,
                             "%s %s %s" % (failure.source, failure.event_type,
                                           failure.message_id))
+
+    def _over_rate(self, failure):
+        """True (counted, logged, not dispatched) when max_dispatches_per_minute dispatches were
+        made in the last 60 s."""
+        now, times = self._clock(), self._dispatch_times
+        while times and now - times[0] >= 60.0:
+            times.popleft()
+        window = self._rate_window
+        if now - window[0] >= 60.0:
+            if window[1] > RATE_LIMITED_LOG_PER_MINUTE:
+                self._log.warning("%d more detach failures over %s.max_dispatches_per_minute "
+                                  "were not dispatched in the last minute",
+                                  window[1] - RATE_LIMITED_LOG_PER_MINUTE, CONFIG_SECTION)
+            window[0], window[1] = now, 0
+        if len(times) < self.settings.max_dispatches_per_minute:
+            return False
+        self.stats["rate_limited"] += 1
+        window[1] += 1
+        if window[1] <= RATE_LIMITED_LOG_PER_MINUTE:
+            self._log.warning(
+                "detach failure of volume %s on server %s (%s) not dispatched: %d dispatches "
+                "in the last minute reach %s.max_dispatches_per_minute; remedy it by hand if "
+                "needed: st2 run dangling_volume.remedy server_id=%s volume_id=%s",
+                failure.volume_id, failure.server_id, failure.source, len(times),
+                CONFIG_SECTION, failure.server_id, failure.volume_id)
+        return True
 
     def _release_held(self):
         """Ack the held messages whose events the tracker no longer keeps, once everything they

@@ -51,6 +51,10 @@ class _Reject(Exception):
     """A relevant event type whose message has a shape Nova never sends: classify() -> None."""
 
 
+def _matches(pattern, value):
+    return isinstance(value, str) and pattern.match(value) is not None
+
+
 def is_uuid(value):
     return isinstance(value, str) and _UUID.match(value) is not None
 
@@ -213,10 +217,8 @@ def _priority(message, wanted):
 def _common(message):
     request_id = _opt(message.get("_context_request_id"), is_request_id)
     message_id = _opt(message.get("message_id"), is_uuid)
-    unique_id = _opt(message.get("_unique_id"), lambda v: isinstance(v, str)
-                     and _HEX32.match(v) is not None)
-    timestamp = _opt(message.get("timestamp"), lambda v: isinstance(v, str)
-                     and _TIMESTAMP.match(v) is not None)
+    unique_id = _opt(message.get("_unique_id"), lambda v: _matches(_HEX32, v))
+    timestamp = _opt(message.get("timestamp"), lambda v: _matches(_TIMESTAMP, v))
     return request_id, message_id or unique_id, timestamp
 
 
@@ -414,7 +416,9 @@ class DetachTracker:
             entry = self._signals.get(event.request_id)
         else:
             return False
-        return entry is not None and entry[1] is event
+        # equal, not only identical: the same message redelivered (after a reconnect) is held
+        # again until the window of the .start kept from its first delivery ends
+        return entry is not None and entry[1] == event
 
     def expire(self):
         now = self.clock()

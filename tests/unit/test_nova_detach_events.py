@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jsonschema
 import pytest
@@ -796,3 +797,176 @@ def test_upstream_detach_samples_track_like_the_real_thing():
     track.feed(nde.classify(nde.decode(v2(on_the_wire(start)))))
     clock.advance(nde.DEFAULT_WINDOW_S + 1)
     assert [(f.server_id, f.source) for f in track.expire()] == [(SAMPLE_SERVER, "timeout")]
+
+
+# ---------------------------------------------------------------- outside input: bounded parse
+
+def _bait():
+    """Exception texts built to make a regex backtrack: unclosed quoted messages full of
+    backslashes and escaped quotes, many openings, long runs, up to far past the cap."""
+    openers = ["'message': '", "'message': \"", "{'message': '", "\"message\":\"",
+               "'class': 'X', 'message': '"]
+    bodies = ["\\", "\\a", "\\'", '\\"', "\\\\'", "a", " ", "'message': '"]
+    for opener in openers:
+        for body in bodies:
+            for n in (20, 24, 28, 64, 1000, 5000, 100000):
+                yield opener + body * n
+                yield (opener + body * 8) * (n // 8 + 1)
+    yield "X(" * 50000
+    yield "'class': '" + "a" * 100000
+    yield "DiskNotFound(" + "\\'" * 50000
+
+
+def test_the_legacy_exception_text_parses_in_bounded_time():
+    """The old message pattern matched a backslash two ways and backtracked exponentially on
+    an unclosed quote ('message': '\\a\\a... 24 times: 3.3 s, 26 times: 13 s)."""
+    worst, worst_text, count = 0.0, None, 0
+    for text in _bait():
+        msg = legacy_error(text)
+        began = time.perf_counter()
+        event = nde.classify(msg)
+        took = time.perf_counter() - began
+        count += 1
+        assert isinstance(event, nde.LegacyDetachError)
+        assert len(event.reason) <= nde.MAX_REASON
+        if took > worst:
+            worst, worst_text = took, text
+    print("worst of %d bait texts: %.2f ms (%d chars)" % (count, worst * 1000, len(worst_text)))
+    assert worst < 0.05, "%.1f ms on %r" % (worst * 1000, worst_text[:60])
+
+
+def test_a_quoted_message_with_escapes_still_parses():
+    event = nde.classify(legacy_error("{'message': 'it\\'s \\\\ \"gone\"', 'class': 'Gone'}"))
+    assert event.reason == "Gone: it's \\\\ \"gone\""
+
+
+# ---------------------------------------------------------------- outside input: ids and shapes
+
+@pytest.mark.parametrize("bad", [
+    "5F0B6C1E-3D4A-4B8E-9C2F-7A1D0E6B3C55",  # upper case: not what oslo's uuidutils makes
+    "5f0b6c1e3d4a4b8e9c2f7a1d0e6b3c55", "{5f0b6c1e-3d4a-4b8e-9c2f-7a1d0e6b3c55}",
+    "5f0b6c1e-3d4a-4b8e-9c2f-7a1d0e6b3c55\n", " 5f0b6c1e-3d4a-4b8e-9c2f-7a1d0e6b3c55",
+    "x" * 300, "{{ 7*7 }}", "../../etc", 12, ["a"], {"a": 1}, True,
+])
+@pytest.mark.parametrize("where", ["start.server", "start.volume", "legacy.server",
+                                   "legacy.volume"])
+def test_ids_must_be_canonical_uuids(where, bad):
+    if where.startswith("start"):
+        msg = detach_start()
+        msg["payload"]["nova_object.data"]["uuid" if where.endswith("server") else
+                                           "volume_id"] = bad
+    else:
+        msg = legacy_error("ClientException()")
+        if where.endswith("server"):
+            msg["payload"]["args"]["instance"]["uuid"] = bad
+        else:
+            msg["payload"]["args"]["volume_id"] = bad
+    assert nde.classify(msg) is None
+
+
+@pytest.mark.parametrize("bad", [
+    "h" * 254, "a" * 64, "-lead", "trail-", "under_score", "two..dots", "sp ace", "é",
+    "{{7*7}}", "host;rm", "", 7, ["h"],
+])
+def test_hosts_must_be_hostname_shaped(bad):
+    for msg in (detach_start(), legacy_error("ClientException()")):
+        data = (msg["payload"]["nova_object.data"] if "nova_object.data" in msg["payload"]
+                else msg["payload"]["args"]["instance"])
+        data["host"] = bad
+        assert nde.classify(msg) is None, msg["event_type"]
+    if isinstance(bad, str):
+        msg = compute_exception("X", "nova.x", "f", "t")
+        msg["publisher_id"] = "nova-compute:" + bad
+        assert nde.classify(msg) is None
+
+
+@pytest.mark.parametrize("good", ["lab-compute", "compute-1.example.org", "a" * 63,
+                                  ".".join(["a" * 63] * 3) + "." + "b" * 61, "c1."])
+def test_hostname_shaped_hosts_are_taken(good):
+    assert nde.classify(detach_start(host=good)).host == good
+
+
+@pytest.mark.parametrize("bad", ["req-" + SERVER.upper(), SERVER, "req-x", "req-" + "a" * 300,
+                                 "req-%s " % SERVER, 7, ["req-" + SERVER]])
+def test_request_ids_are_novas_shape(bad):
+    for msg in (detach_start(request_id=bad), legacy_error("X()", request_id=bad),
+                compute_exception("X", "nova.x", "f", "t", request_id=bad)):
+        assert nde.classify(msg) is None, msg["event_type"]
+
+
+def _set(msg, path, value):
+    node = msg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return msg
+
+
+D = ("payload", "nova_object.data")
+SHAPES_NOVA_NEVER_SENDS = [
+    ("start priority ERROR", detach_start, ("priority",), "ERROR"),
+    ("start priority lower", detach_start, ("priority",), "info"),
+    ("start payload not a nova object", detach_start, ("payload", "nova_object.name"),
+     "InstanceActionPayload"),
+    ("start host a number", detach_start, D + ("host",), 7),
+    ("start request_id a dict", detach_start, D + ("request_id",), {"a": 1}),
+    ("start publisher not <binary>:<host>", detach_start, ("publisher_id",), "compute"),
+    ("start publisher a list", detach_start, ("publisher_id",), ["nova-compute:h"]),
+    ("start timestamp a number", detach_start, ("timestamp",), 1700000000),
+    ("start timestamp free text", detach_start, ("timestamp",), "yesterday {{ 7*7 }}"),
+    ("start message_id not a uuid", detach_start, ("message_id",), "m-{{7*7}}"),
+    ("legacy priority INFO", lambda: legacy_error("X()"), ("priority",), "INFO"),
+    ("legacy exception a number", lambda: legacy_error("X()"), ("payload", "exception"), 12),
+    ("legacy exception a list", lambda: legacy_error("X()"), ("payload", "exception"), ["X"]),
+    ("legacy instance a string", lambda: legacy_error("X()"),
+     ("payload", "args", "instance"), SERVER),
+    ("legacy attachment_id not a uuid", lambda: legacy_error("X()"),
+     ("payload", "args", "attachment_id"), "att-1"),
+    ("legacy publisher versioned", lambda: legacy_error("X()"), ("publisher_id",),
+     "nova-compute:h"),
+    ("exception payload another object", lambda: compute_exception("X", "m", "f", "t"),
+     ("payload", "nova_object.name"), "InstancePayload"),
+    ("exception message a dict", lambda: compute_exception("X", "m", "f", "t"),
+     D + ("exception_message",), {"message": "t"}),
+    ("exception name not a class name", lambda: compute_exception("X", "m", "f", "t"),
+     D + ("exception",), "X {{ 7*7 }}"),
+    ("exception traceback a list", lambda: compute_exception("X", "m", "f", "t"),
+     D + ("traceback",), ["line"]),
+    ("exception priority INFO", lambda: compute_exception("X", "m", "f", "t"),
+     ("priority",), "INFO"),
+]
+
+
+@pytest.mark.parametrize("name, make, path, value", SHAPES_NOVA_NEVER_SENDS,
+                         ids=[row[0] for row in SHAPES_NOVA_NEVER_SENDS])
+def test_shapes_nova_never_sends_are_not_events(name, make, path, value):
+    assert nde.classify(make()) is not None  # the message as Nova sends it is one
+    assert nde.classify(_set(make(), path, value)) is None
+
+
+# ---------------------------------------------------------------- outside input: markers
+
+MARKED = "boom {{ 7*7 }} {% if 1 %}x{% endif %} {# c #} {{{ 7*7 }}} {{% raw %} {{#"
+
+
+@pytest.mark.parametrize("text", [MARKED, "{" * 50 + "{" + "%" * 3, "{{{{{{", "{%{%{%{#{#"])
+def test_strip_markers_leaves_none_and_cannot_recreate_one(text):
+    out = nde.strip_markers(text)
+    assert not any(m in out for m in ("{{", "{%", "{#"))
+    assert nde.strip_markers(out) == out
+
+
+@pytest.mark.parametrize("exception", [
+    MARKED, {"class": "Boom", "message": MARKED}, "{'message': '%s'}" % MARKED,
+    "Boom('%s')" % MARKED])
+def test_markers_in_the_legacy_exception_never_reach_the_reason(exception):
+    event = nde.classify(legacy_error(exception))
+    assert "7*7" in event.reason and not any(m in event.reason for m in ("{{", "{%", "{#"))
+
+
+def test_markers_in_the_compute_exception_never_reach_the_reason():
+    track, _ = tracker()
+    track.feed(nde.classify(detach_start()))
+    [failure] = track.feed(nde.classify(compute_exception("Boom", "nova.x", "f", MARKED)))
+    payload = nde.payload_for(failure)
+    assert not any(m in v for v in payload.values() for m in ("{{", "{%", "{#"))

@@ -37,8 +37,8 @@ def rerender(params, rule_path=RULE):
     """What st2 does to the rule's parameters once more when it schedules the execution
     (stackstorm.md §4): render_live_params over the live values, with no trigger context."""
     rule = load(rule_path)
-    action = load(os.path.join(REPO, "actions", rule["action"]["ref"].partition(".")[2]
-                               + ".yaml"))
+    name = rule["action"]["ref"].partition(".")[2]
+    action = load(os.path.join(REPO, "actions", name + ".yaml"))
     return param_utils.render_live_params(
         runner_parameters=runner_parameters(action["runner_type"]),
         action_parameters=action.get("parameters") or {},

@@ -491,3 +491,219 @@ def test_a_window_that_ends_while_the_broker_is_down_still_fires(tmp_path):
         consumer.stop()
         thread.join(2)
     assert not thread.is_alive() and service.invalid == []
+
+
+# ---------------------------------------------------------------- outside input: redelivery
+
+def test_a_redelivered_start_stays_unacked_until_its_window_ends(harness):
+    """Unit level, with a message double: the session's end drops the held messages (the
+    broker redelivers them); the redelivered copy is the same event the tracker already keeps,
+    and it used to be acked at once, so a restart of the sensor after that lost the .start."""
+    h = harness(detach_window=30)
+    server, volume = wire.new_id(), wire.new_id()
+    body = wire.v2(wire.detach_start(server, volume, "cmp-9"))
+    first = h.deliver(body)
+    assert first.state is None
+    del h.consumer._held[:]  # what _session's finally does when the connection goes
+    h.clock.advance(10)
+    again = h.deliver(body, redelivered=True)
+    assert again.state is None, "acked before its window ended"
+    h.clock.advance(15)
+    h.consumer._tick(h.clock())
+    assert again.state is None and h.payloads() == []
+    h.clock.advance(6)
+    h.consumer._tick(h.clock())
+    [payload] = h.payloads()
+    assert payload["server_id"] == server and payload["source"] == "timeout"
+    assert again.state == "acked" and first.state is None  # the first went back to the broker
+
+
+# ---------------------------------------------------------------- outside input: floods
+
+class CountingService:
+    """Only counts (the JSON-file datastore would make 20,000 dispatches slow)."""
+
+    def __init__(self):
+        self.dispatches = 0
+
+    def dispatch(self, trigger, payload=None, trace_tag=None):
+        self.dispatches += 1
+
+    def get_value(self, name):
+        return None
+
+    def set_value(self, name, value, ttl=None):
+        pass
+
+
+def flood(count, **notifications):
+    """`count` instance.volume_detach.start of distinct servers delivered 1 ms apart, then 5
+    minutes of ticks on a fake clock: (dispatches after each minute, consumer)."""
+    clock, service = Clock(), CountingService()
+    settings = nc.Settings.from_config({"notifications": dict(
+        {"transport_url": URL, "detach_window": 180}, **notifications)})
+    consumer = nc.NovaDetachConsumer(settings, service, logging.getLogger("test.flood"),
+                                     clock=clock)
+    timeline = []
+    for _ in range(count):
+        consumer._on_message(FakeMessage(wire.v2(wire.detach_start(
+            wire.new_id(), wire.new_id())), timeline))
+        clock.advance(0.001)
+    per_minute = []
+    for _ in range(5):
+        for _ in range(60):
+            clock.advance(1.0)
+            consumer._tick(clock())
+        per_minute.append(service.dispatches)
+    return per_minute, consumer
+
+
+def test_a_flood_of_starts_is_dispatched_at_most_at_the_configured_rate(caplog):
+    """20,000 starts used to give 10,000 dispatches when their window ended (the tracker's
+    cap dropped the other 10,000)."""
+    caplog.set_level(logging.WARNING, logger="test.flood")
+    per_minute, consumer = flood(20000)
+    rate = nc.DEFAULTS["max_dispatches_per_minute"]
+    assert per_minute == [0, 0, rate, rate, rate]
+    assert consumer.stats["rate_limited"] == 10000 - rate
+    assert consumer.stats["dispatched"] == rate
+    over = [r for r in caplog.records if "max_dispatches_per_minute" in r.getMessage()]
+    assert nc.RATE_LIMITED_LOG_PER_MINUTE <= len(over) <= nc.RATE_LIMITED_LOG_PER_MINUTE + 2
+
+
+def test_the_rate_is_per_sliding_minute(harness):
+    h = harness(max_dispatches_per_minute=2)
+    for _ in range(3):
+        h.deliver(wire.legacy_error(wire.new_id(), wire.new_id()))
+    assert len(h.payloads()) == 2 and h.consumer.stats["rate_limited"] == 1
+    h.clock.advance(59)
+    h.deliver(wire.legacy_error(wire.new_id(), wire.new_id()))
+    assert len(h.payloads()) == 2
+    h.clock.advance(1)
+    h.deliver(wire.legacy_error(wire.new_id(), wire.new_id()))
+    assert len(h.payloads()) == 3
+
+
+@pytest.mark.parametrize("value", [0, -1, 10001, "30", 1.5, True])
+def test_max_dispatches_per_minute_must_be_a_sane_integer(value):
+    with pytest.raises(nc.ConfigError, match="max_dispatches_per_minute"):
+        nc.Settings.from_config({"notifications": {"max_dispatches_per_minute": value}})
+
+
+# ---------------------------------------------------------------- TLS
+
+def _context_of(options):
+    """The SSLContext py-amqp builds from kombu's ssl options (the socket wrap is stubbed)."""
+    import ssl
+
+    import amqp.transport
+    made = {}
+
+    def wrap_socket(context, sock=None, **kwargs):
+        made.update(kwargs, context=context)
+        return sock
+    original = ssl.SSLContext.wrap_socket
+    ssl.SSLContext.wrap_socket = wrap_socket
+    try:
+        amqp.transport.SSLTransport._wrap_socket_sni(None, sock=object(), **options)
+    finally:
+        ssl.SSLContext.wrap_socket = original
+    return made
+
+
+def test_tls_requires_the_certificate_and_checks_the_host_by_default(tmp_path):
+    import ssl
+    settings = nc.Settings.from_config({"notifications": {"transport_url": URL, "ssl": True}})
+    assert settings.ssl_verify_hostname is True and settings.ssl_ca_file == ""
+    url = "amqp://u:p@rabbit.example.org:5671//"
+    options = settings.ssl_options(url)
+    assert options == {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": None,
+                       "server_hostname": "rabbit.example.org"}
+    made = _context_of(options)
+    assert made["context"].verify_mode == ssl.CERT_REQUIRED
+    assert made["context"].check_hostname is True
+    assert made["server_hostname"] == "rabbit.example.org"
+
+
+def test_tls_with_a_ca_file_and_without_hostname_check(tmp_path):
+    import ssl
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # any file
+    settings = nc.Settings.from_config({"notifications": {
+        "transport_url": URL, "ssl": True, "ssl_ca_file": str(ca),
+        "ssl_verify_hostname": False}})
+    options = settings.ssl_options("amqp://u:p@[fd00::1]:5671//")
+    assert options == {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(ca),
+                       "server_hostname": None}
+    assert nc.Settings.from_config({"notifications": {"transport_url": URL}}).ssl_options(
+        URL) is False
+
+
+@pytest.mark.parametrize("section, key", [
+    ({"ssl": True, "ssl_ca_file": "/nonexistent/ca.pem"}, "ssl_ca_file"),
+    ({"ssl_ca_file": 3}, "ssl_ca_file"),
+    ({"ssl_verify_hostname": "yes"}, "ssl_verify_hostname"),
+])
+def test_tls_settings_errors_name_the_key(section, key):
+    with pytest.raises(nc.ConfigError, match=key):
+        nc.Settings.from_config({"notifications": section})
+
+
+def test_the_broker_host_of_a_url():
+    assert nc._url_host("amqp://u:p@ss@h1.example:5671//") == "h1.example"
+    assert nc._url_host("amqps://h2//") == "h2"
+    assert nc._url_host("amqp://u:p@[fd00::1]:5671//") == "fd00::1"
+
+
+# ---------------------------------------------------------------- password masking
+
+PASSWORDS = ["p@ss", "a;b", "c:d", "e/f", "@;:/", "x", "Zq", "p%40s%3Bs", "pa:ss@w;o/rd,1",
+             "s3cr@t@", "%2F%3A"]
+URL_FORMS = ["amqp://nova:{pw}@rabbit-1:5672//", "rabbit://nova:{pw}@h1:5672,nova:{pw}@h2:5672/",
+             "amqp://nova:{pw}@h1//;amqps://nova:{pw}@h2//"]
+
+
+def _leaks(pw, text):
+    """The password in `text`: anywhere (3+ characters) or standing alone (shorter)."""
+    import re
+    if ":%s@" % pw in text:
+        return True
+    if len(pw) >= 3:
+        return pw in text
+    return re.search(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(pw), text) is not None
+
+
+@pytest.mark.parametrize("form", URL_FORMS)
+@pytest.mark.parametrize("pw", PASSWORDS)
+def test_a_password_never_shows_in_logs_errors_or_reprs(pw, form, caplog):
+    import urllib.parse
+    url = form.format(pw=pw)
+    texts = [nc.mask_url(url), nc.mask_url("connecting to %s failed" % url)]
+    scrub = nc.Scrubber(url)
+    decoded = urllib.parse.unquote(pw)
+    texts.append(scrub("Login refused for nova with %s / %s at %s" % (pw, decoded, url)))
+    texts.append(repr(scrub))
+    try:
+        settings = nc.Settings.from_config({"notifications": {"transport_url": url}})
+    except nc.ConfigError as exc:
+        texts.append(str(exc))
+    else:
+        texts += [repr(settings), str(settings), str(settings.masked())]
+        caplog.set_level(logging.DEBUG)
+        consumer = nc.NovaDetachConsumer(settings, CountingService(),
+                                         logging.getLogger("test.mask"))
+        consumer._log.info("consuming Nova notifications: %s", settings.masked())
+        texts.append(caplog.text)
+    for text in texts:
+        for secret in {pw, decoded}:
+            assert not _leaks(secret, text), text
+    assert "****" in texts[0]
+
+
+@pytest.mark.parametrize("pw", PASSWORDS)
+def test_config_errors_never_show_the_password(pw):
+    for url in ("redis://nova:%s@h/0" % pw, "amqp://nova:%s@/" % pw):
+        try:
+            nc.broker_urls(url)
+        except nc.ConfigError as exc:
+            assert not _leaks(pw, str(exc)), str(exc)
