@@ -47,7 +47,7 @@ ADVICE = {
 OWN_EXECUTION_ADVICE = {
     401: "st2 refused the action's temporary token: check st2's auth service",
     403: "the chat bot's st2 user may not view its own execution: with RBAC, grant its role "
-         "action_execute (it includes the view) on dangling_volume.respond",
+         "action_view and action_execute on dangling_volume.respond",
     404: "ST2_ACTION_API_URL does not lead to the st2 API that runs this action",
 }
 HOW_TO_CHANGE = ("who may approve is automatic.approvers.users in "
