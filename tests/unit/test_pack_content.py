@@ -577,7 +577,7 @@ def test_sensor_validator_refuses(change, text):
     assert any(text in e for e in errors), errors
 
 
-# -- nothing from outside carries a template marker into a parameter --------------------------------
+# -- nothing from outside carries a template marker into a parameter ----------------------------
 # st2 renders any live parameter holding {{ or {% (nested mappings too) with Jinja and st2kv
 # when it schedules the execution; a `pattern` is checked when st2 creates the request, before.
 # So every string parameter, and every string inside an object parameter, has a pattern that
