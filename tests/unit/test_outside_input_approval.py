@@ -86,21 +86,34 @@ def test_bad_input_around_the_approval_posts_nothing(api, config, context, param
     assert api.inquiries[PENDING]["status"] == "pending"
 
 
-def test_a_spoofed_user_parameter_is_refused_by_st2_and_posts_nothing(api, monkeypatch,
-                                                                      tmp_path):
-    """`approve remedy <id> api_user=alice` (a trailing key=value becomes a parameter): respond
-    has no such parameter and st2 refuses unknown ones when it creates the request (the action's
-    parameter schema has additionalProperties false, st2common util/schema
-    get_schema_for_resource_parameters), before anything runs."""
+# through st2's request creation (st2local runs st2's own parameter validation): refused
+# before anything is rendered or run
+ST2_ROWS = [
+    # `approve remedy <id> api_user=alice`: a trailing key=value becomes a parameter; respond has
+    # none by that name and st2 refuses unknown ones (additionalProperties false, st2common
+    # util/schema get_schema_for_resource_parameters)
+    ("spoofed api_user parameter", {"inquiry_id": PENDING, "approved": "true",
+                                    "api_user": "alice"},
+     "Additional properties are not allowed ('api_user' was unexpected)"),
+    # the pattern on inquiry_id is checked before st2 renders parameters: the marker is never
+    # rendered (a rendered secret would come back in the refusal)
+    ("template marker in the inquiry id", {"inquiry_id": "{{ st2kv.system.secret }}",
+                                           "approved": "true"},
+     "does not match '^[0-9a-fA-F]{24}$'"),
+]
+
+
+@pytest.mark.parametrize("params, text", [row[1:] for row in ST2_ROWS],
+                         ids=[row[0] for row in ST2_ROWS])
+def test_bad_input_is_refused_by_st2_itself_and_posts_nothing(api, monkeypatch, tmp_path,
+                                                              params, text):
     from st2local import run_action
     monkeypatch.setenv("ST2_ACTION_API_URL", api.api_url)
     monkeypatch.setenv("ST2_ACTION_AUTH_TOKEN", TOKEN)
     api.any_execution = chat_context("mallory")
-    execution = run_action(REPO, "dangling_volume.respond",
-                           {"inquiry_id": PENDING, "approved": "true", "api_user": "alice"},
-                           from_cli=True, config=ALICE, progress=None,
+    execution = run_action(REPO, "dangling_volume.respond", params, from_cli=True,
+                           config=ALICE, progress=None,
                            datastore_path=str(tmp_path / "kv.json"))
     assert execution["status"] == "failed"
-    assert ("Additional properties are not allowed ('api_user' was unexpected)"
-            in execution["result"]["error"])
+    assert text in execution["result"]["error"]
     assert api.requests == [] and api.inquiries[PENDING]["status"] == "pending"
