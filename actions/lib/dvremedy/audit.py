@@ -358,7 +358,8 @@ def _report_path_parts(report_path, bases, origin):
 
 
 def _refuse(report_path, why):
-    raise InputError("report_path %r refused: %s. Give a directory or a file name ending in "
+    raise InputError("cannot write the audit report to report_path %r (refused: %s). Give a "
+                     "directory or a file name ending in "
                      ".json under the report place (config audit.report_dir, else reports/ in "
                      "the pack), e.g. nightly/ or nightly/all.json; nothing was written"
                      % (report_path, why), step=STEP)
