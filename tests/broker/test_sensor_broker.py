@@ -195,6 +195,32 @@ def test_a_start_waiting_when_the_sensor_restarts_is_not_lost(start_sensor, publ
     assert (payload["volume_id"], payload["source"]) == (volume, "timeout")
 
 
+def test_a_redelivered_start_is_still_unacked_when_the_sensor_restarts(start_sensor,
+                                                                        publisher):
+    """The session drops (the consumer's connection fails once) while a .start waits: the
+    broker redelivers it to the next session of the same sensor, whose tracker already keeps
+    that .start. The copy must stay unacked too, so the restart that follows loses nothing."""
+    first = start_sensor(detach_window=6).wait_connected()
+    server, volume = wire.new_id(), wire.new_id()
+    publisher().send(wire.detach_start(server, volume))
+    assert wait_until(lambda: first.consumer.stats["relevant"] == 1, 5)
+    tick, failed = first.consumer._tick, []
+
+    def tick_once_failing(now):
+        if not failed:
+            failed.append(now)
+            raise ConnectionResetError("connection lost (test)")
+        return tick(now)
+    first.consumer._tick = tick_once_failing
+    assert wait_until(lambda: first.consumer.stats["relevant"] == 2, 10)  # the redelivery
+    assert first.consumer.stats["reconnects"] == 1
+    first.stop()  # before the window ends
+    assert first.service.payloads() == []
+    second = start_sensor(detach_window=2).wait_connected()
+    [payload] = second.service.wait_for(lambda p: p, 6)
+    assert (payload["volume_id"], payload["source"]) == (volume, "timeout")
+
+
 def test_broker_down_when_the_sensor_starts(broker, start_sensor, publisher, caplog):
     caplog.set_level(logging.WARNING)
     broker.kill()
@@ -259,7 +285,8 @@ class ConfirmingPublisher(threading.Thread):
 
 def test_broker_killed_and_restarted_while_1000_notifications_are_published(
         broker, start_sensor, live_broker, names):
-    running = start_sensor().wait_connected()
+    # 500 failures, all to be dispatched: no rate cap here (that is tested at unit level)
+    running = start_sensor(max_dispatches_per_minute=10000).wait_connected()
     # st2 is stuck on the first dispatch until the broker dies: everything published
     # meanwhile waits in the queue (ready, or delivered and unacked), which must survive the
     # broker's death (a durable queue, persistent messages); and that first dispatch completes
