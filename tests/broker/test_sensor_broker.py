@@ -195,8 +195,8 @@ def test_a_start_waiting_when_the_sensor_restarts_is_not_lost(start_sensor, publ
     assert (payload["volume_id"], payload["source"]) == (volume, "timeout")
 
 
-def test_a_redelivered_start_is_still_unacked_when_the_sensor_restarts(start_sensor,
-                                                                        publisher):
+def test_a_redelivered_start_is_still_unacked_when_the_sensor_restarts(
+        start_sensor, publisher):
     """The session drops (the consumer's connection fails once) while a .start waits: the
     broker redelivers it to the next session of the same sensor, whose tracker already keeps
     that .start. The copy must stay unacked too, so the restart that follows loses nothing."""
