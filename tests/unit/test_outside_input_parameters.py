@@ -152,6 +152,13 @@ def trigger(**fields):
     return request(rule["action"]["ref"], params, context)
 
 
+def _sensor_payload(reason, host="cmp-7.example"):
+    import nova_detach_events as events
+    return events.payload_for(events.Failure(SID, VID, host, reason, "compute.exception",
+                                             "6f1e4b2a-0c1d-4e5f-8a9b-0c1d2e3f4a5b",
+                                             "2026-11-25 04:00:00.123456", "versioned"))
+
+
 R = "remedy volume %s on server %s"
 # (row id, how it comes in, what st2 answers, a piece of that answer)
 ROWS = [
@@ -233,21 +240,7 @@ ROWS = [
 ]
 
 
-# actions/respond.yaml is another engineer's: until inquiry_id has its pattern
-# ('^[0-9a-fA-F]{24}$'), a marker in `approve remedy <id>` is scheduled and rendered
-RESPOND_UNGUARDED = "pattern" not in PACK.get_action("dangling_volume.respond").parameters[
-    "inquiry_id"]
-
-
-def _marks(row):
-    if row[0].startswith("approve with") and RESPOND_UNGUARDED:
-        return [pytest.mark.xfail(strict=True, reason="actions/respond.yaml inquiry_id has no "
-                                  "pattern yet (owned by the respond work)")]
-    return []
-
-
-@pytest.mark.parametrize("row", [pytest.param(r, marks=_marks(r)) for r in ROWS],
-                         ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
 def test_bad_input_from_outside_is_refused_before_anything_is_scheduled(row):
     _name, send, expected, message = row
     outcome, detail = send()
@@ -275,6 +268,9 @@ GOOD = [
     lambda: chat("approve remedy 65a1b2c3d4e5f60718293a4b"),
     lambda: chat("sweep volumes scope=host host=cmp-7"),
     lambda: trigger(reason='detach failed: "quoted" {single brace}'),
+    # what the sensor dispatches (sensors/nova_detach_events.payload_for), hostile text included
+    lambda: trigger(**_sensor_payload("detach failed {{ st2kv.system.db_password }} {% x %}")),
+    lambda: trigger(**_sensor_payload("r" * 300, host=None)),  # the sensor caps reason at 300
     lambda: api("dangling_volume.remedy", server_id=SID, volume_id=VID, mode="automatic"),
 ]
 

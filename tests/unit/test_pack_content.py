@@ -585,8 +585,6 @@ def test_sensor_validator_refuses(change, text):
 
 MARKERS = ["{{", "{%", "{#", "{{ st2kv.system.x }}", "x{% if 1 %}y{% endif %}", "a{#c#}",
            "{{7*7}}", "web-{{x}}", "{%raw%}"]
-# parameters owned elsewhere that still lack their pattern (their owner adds it)
-OWNED_ELSEWHERE = {("respond", "inquiry_id")}
 
 
 def _string_schemas(name, schema, where=""):
@@ -615,8 +613,6 @@ def _action_string_schemas():
                          ids=lambda v: v if isinstance(v, str) else "")
 def test_every_string_parameter_has_a_pattern_that_refuses_template_markers(
         action, param, where, schema):
-    if (action, param) in OWNED_ELSEWHERE and "pattern" not in schema:
-        pytest.xfail("%s.%s is owned elsewhere and has no pattern yet" % (action, param))
     assert "pattern" in schema, "%s: %s has no pattern" % (action, where)
     import re
     pattern = re.compile(schema["pattern"])
