@@ -49,6 +49,16 @@ def test_approved_power_off_runs_the_remedy_and_the_report_says_who_started_it(d
     assert "Power off server" in ask["schema"]["properties"]["approved"]["description"]
 
 
+@pytest.mark.parametrize("approved,outcome", [(True, "remedied"), (False, "rejected")])
+def test_the_report_names_who_answered_as_respond_recorded_it(datastore, approved, outcome):
+    by = {"user": "alice", "via": "chat", "channel": "#ops"}
+    status, _, report, _ = automatic(broken("1"), datastore,
+                                     answer={"approved": approved, "by": by})
+    assert status == "succeeded" and report["outcome"] == outcome
+    assert report["approval"]["by"] == by
+    assert "by alice (chat, #ops)" in report["text"]
+
+
 DECLINES = [("reject", "rejected"), ("timeout", "approval timed out")]
 
 

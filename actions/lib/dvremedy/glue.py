@@ -1,6 +1,7 @@
 """What every action shares: settings from the pack config, a lazy OpenStack connection and one
 SSH session per host, and the single boundary where typed errors become a failed action result.
 Actions call run_step() and nothing else; nothing here imports st2."""
+import re
 import time
 
 from dvremedy.errors import RemedyError, SSHError
@@ -80,21 +81,41 @@ def ssh_target(settings, host):
                      command_timeout=s.ssh_command_timeout)
 
 
+_MARKER_OPENING = re.compile(r"\{(?=[{%#])")
+
+
+def inert(value):
+    """value with every Jinja marker opening ({{, {%, {#) broken by a space, in every string,
+    keys included. A step's result becomes the next actions' parameters, and st2 renders any
+    parameter holding a marker as a template when it schedules the run: text from the cloud (a
+    volume's name, an API error, a command's stderr) must stay data. One pass is enough: every
+    brace that would open a marker is followed by the inserted space, the others keep their
+    character."""
+    if isinstance(value, str):
+        return _MARKER_OPENING.sub("{ ", value)
+    if isinstance(value, dict):
+        return {inert(k): inert(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [inert(v) for v in value]
+    return value
+
+
 def run_step(config, step, logger=None, cloud=None, **params):
     """Run one step with fresh connections: (True, result) or (False, {"error": evidence}).
-    The one place where typed errors are turned into an st2 result."""
+    The one place where typed errors are turned into an st2 result, and where every result is
+    made inert (see inert())."""
     started = time.monotonic()
     ctx = None
     try:
         ctx = StepContext(Settings(config), logger, cloud)
         result = step(ctx, **params)
         result.setdefault("duration_s", round(time.monotonic() - started, 2))
-        return True, result
+        return True, inert(result)
     except RemedyError as exc:
         if logger:
             logger.error("%s: %s", exc.kind, exc.message)
-        return False, {"error": exc.evidence(),
-                       "duration_s": round(time.monotonic() - started, 2)}
+        return False, inert({"error": exc.evidence(),
+                             "duration_s": round(time.monotonic() - started, 2)})
     finally:
         if ctx is not None:
             ctx.close()
