@@ -10,6 +10,7 @@ TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(TESTS_DIR)
 
 from testsupport import sshd as sshd_helper
+from testsupport.st2api import serving
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,9 @@ def make_sshd(tmp_path, sshd_privsep_dir):
 def sshd(make_sshd):
     """One started sshd on 127.0.0.1; fakes go in sshd.bin_dir via sshd.install(name, text)."""
     return make_sshd()
+
+
+@pytest.fixture
+def api():
+    """A St2ApiStandIn (testsupport.st2api) serving on loopback for the test."""
+    yield from serving()

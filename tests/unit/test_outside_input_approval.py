@@ -1,16 +1,14 @@
 """Bad input around the approval, in one table: whatever a chat line, a caller or the pack
 config brings, nothing is posted to st2's inquiries API unless a configured approver answers a
 well-formed inquiry id. Each row runs dangling_volume.respond's step (or the action as st2's
-python runner runs it) against the loopback st2 API of test_respond and asserts the refusal
-and that no PUT reached /v1/inquiries/."""
-import threading
-
+python runner runs it) against the loopback st2 API stand-in (testsupport.st2api) and asserts
+the refusal and that no PUT reached /v1/inquiries/."""
 import pytest
 
 from dvremedy.errors import ConfigError, InputError
 from dvremedy.inquiry import NotApprover, respond_step
-from test_respond import (EXECUTION, PENDING, REPO, TOKEN, St2ApiStandIn, approvers,
-                          chat_context, ctx_for, env_for)
+from testsupport.st2api import (EXECUTION, PENDING, REPO, TOKEN, approvers, chat_context,
+                                ctx_for, env_for)
 
 ALICE = approvers(users=["alice"])
 
@@ -56,17 +54,6 @@ ROWS = [
     ("approved as text", ALICE, chat_context("alice"),
      {"inquiry_id": PENDING, "approved": "true"}, InputError, "approved must be true or false"),
 ]
-
-
-@pytest.fixture
-def api():
-    server = St2ApiStandIn()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def posted(api):
