@@ -2,6 +2,9 @@
 the lab and sets LAB_REQUIRED=1, so a missing lab fails there; run alone, these tests skip."""
 import pytest
 
+# the shared checks' asserts report as the tests' own do (before any test module imports them)
+pytest.register_assert_rewrite("testsupport.labchecks")
+
 import labcloud
 from testsupport.lab import running_lab_or_skip
 

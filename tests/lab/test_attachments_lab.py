@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from testsupport.lab import REPO, run_lab_tool
-from test_pack_steps import MALFORMED
+from testsupport.labchecks import MALFORMED
 
 from dvremedy import attachments, glue, libvirt, steps, views
 from dvremedy.glue import run_step

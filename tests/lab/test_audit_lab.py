@@ -15,6 +15,7 @@ import pytest
 
 import labcloud
 from testsupport.lab import REPO, run_lab_tool
+from testsupport.labchecks import records
 
 from dvremedy import audit
 from dvremedy.cloud import connect
@@ -57,13 +58,6 @@ def _add_stray_disk(lab, conn, server_id, volume_id):
     assert srv.instance_name == dom["name"]
 
 
-def _records(conn, volume_id):
-    """Cinder's attachment records of a volume of any project (the SDK's listing would see
-    the admin project's only)."""
-    return conn.block_storage.get("/attachments/detail", params={
-        "all_tenants": 1, "volume_id": volume_id}, microversion="3.27").json()["attachments"]
-
-
 def _state(lab, conn, project_ids, server_ids):
     """Everything the audit could change: Nova (servers, attachments at 2.89), Cinder
     (volumes, attachment records) and the hypervisor's disks (live and next boot)."""
@@ -79,7 +73,7 @@ def _state(lab, conn, project_ids, server_ids):
             "all_tenants": 1, "project_id": pid}).json()["volumes"]
         for v in volumes:
             out[v["id"]] = (v["status"], v["updated_at"], sorted(
-                (a["id"], a["status"], a["instance"]) for a in _records(conn, v["id"])))
+                (a["id"], a["status"], a["instance"]) for a in records(conn, v["id"])))
     for sid in server_ids:
         out["disks " + sid] = (labcloud.domain_disks(lab, conn, sid),
                                labcloud.domain_disks(lab, conn, sid, inactive=True))
@@ -120,7 +114,7 @@ def scenario(lab, conn):
         # (Nova could not delete that one either while cinder-volume was down)
         s5_volumes = sorted(
             vid for vid in made["s5"]["volume_ids"] + [made["s5"]["boot_volume_id"]]
-            if any(a["instance"] == s["s5"][0] for a in _records(conn, vid)))
+            if any(a["instance"] == s["s5"][0] for a in records(conn, vid)))
         print("scenario made in %.0f s" % (time.monotonic() - started))
         yield {"broken": broken, "healthy": healthy, "servers": s, "made": made,
                "stray": stray.id, "s5_volumes": s5_volumes}

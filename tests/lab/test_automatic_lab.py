@@ -9,8 +9,7 @@ import subprocess
 import pytest
 
 from testsupport.lab import REPO, run_lab_tool
-from test_pack_remedy import _healed
-from test_pack_steps import _state
+from testsupport.labchecks import healed, state
 
 ORIGIN = {"source": "sensor", "signal": "versioned", "event_type": "compute.exception",
           "message_id": "lab-test", "host": "lab-compute", "reason": "test", "timestamp": ""}
@@ -46,7 +45,7 @@ def test_approved_automatic_remedy_heals_a_refused_detach(lab, conn, make_server
         assert report["mode"] == "automatic" and report["class"] == "detach_refused"
         assert report["triggered_by"]["message_id"] == "lab-test"
         assert report["approval"]["answer"] == "approved"
-        _healed(lab, conn, info, vid)
+        healed(lab, conn, info, vid)
     finally:
         run_lab_tool("break", "heal-guest", vid)
 
@@ -55,11 +54,11 @@ def test_rejected_automatic_remedy_changes_nothing(lab, conn, make_server, datas
     info = make_server()
     sid, vid = info["server_id"], info["volume_ids"][0]
     assert run_lab_tool("break", "cinder-reset", sid, vid).returncode == 0
-    before = _state(lab, conn, info)
+    before = state(lab, conn, info)
     execution, report, ran = automatic_remedy(lab, sid, vid, datastore, "--answer", "reject")
     assert execution["status"] == "succeeded"
     assert report["outcome"] == "rejected" and "stop_server" not in ran
-    assert _state(lab, conn, info) == before
+    assert state(lab, conn, info) == before
 
 
 def test_the_cap_holds_across_runs_on_the_lab(lab, conn, make_server, datastore, tmp_path):
@@ -71,11 +70,11 @@ def test_the_cap_holds_across_runs_on_the_lab(lab, conn, make_server, datastore,
     config["automatic"] = {"max_per_hour": 1}
     capped = tmp_path / "capped.yaml"
     capped.write_text(json.dumps(config))
-    before = _state(lab, conn, info)
+    before = state(lab, conn, info)
     first, report, _ = automatic_remedy(lab, sid, vid, datastore, "--answer", "reject",
                                         "--config", str(capped))
     assert report["outcome"] == "rejected"
     second, report, ran = automatic_remedy(lab, sid, vid, datastore, "--answer", "approve",
                                            "--config", str(capped))
     assert report["outcome"] == "capped" and ran == ["admit", "report_capped"]
-    assert _state(lab, conn, info) == before
+    assert state(lab, conn, info) == before

@@ -7,9 +7,8 @@ import subprocess
 
 import pytest
 
-import labcloud
 from testsupport.lab import REPO, run_lab_tool
-from test_pack_steps import _state
+from testsupport.labchecks import healed, state
 
 
 def remedy(lab, server_id, volume_id, *extra):
@@ -21,17 +20,6 @@ def remedy(lab, server_id, volume_id, *extra):
     execution = json.loads(proc.stdout)
     assert (proc.returncode == 0) == (execution["status"] == "succeeded")
     return execution, (execution["result"].get("output") or {}).get("report")
-
-
-def _healed(lab, conn, info, volume_id):
-    sid = info["server_id"]
-    assert volume_id not in labcloud.nova_attachments(conn, sid)
-    vol = conn.block_storage.get_volume(volume_id)
-    assert vol.status == "available"
-    assert list(conn.block_storage.attachments(volume_id=volume_id)) == []
-    for inactive in (False, True):
-        assert [d["target"] for d in labcloud.domain_disks(lab, conn, sid, inactive)] == ["sda"]
-    assert conn.compute.get_server(sid).status == "ACTIVE"  # power restored
 
 
 @pytest.mark.parametrize("kind, expected_class", [
@@ -52,13 +40,13 @@ def test_remedy_heals_the_break(lab, conn, make_server, kind, expected_class):
         assert report["final"]["consistent"] is True
         if kind == "backend-down":
             assert report["plan"]["reset_volume_to"] == "in-use"
-        _healed(lab, conn, info, vid)
+        healed(lab, conn, info, vid)
         # a second run changes nothing and says why
-        before = _state(lab, conn, info)
+        before = state(lab, conn, info)
         again, report2 = remedy(lab, sid, vid)
         assert again["status"] == "failed"
         assert "not attached" in report2["error"]["message"]
-        assert _state(lab, conn, info) == before
+        assert state(lab, conn, info) == before
     finally:
         run_lab_tool("break", "heal-guest", vid)
 
@@ -67,13 +55,13 @@ def test_dry_run_changes_nothing(lab, conn, make_server):
     info = make_server()
     sid, vid = info["server_id"], info["volume_ids"][0]
     run_lab_tool("break", "cinder-reset", sid, vid)
-    before = _state(lab, conn, info)
+    before = state(lab, conn, info)
     execution, report = remedy(lab, sid, vid, "dry_run=true")
     assert execution["status"] == "succeeded"
     assert report["dry_run"] is True and report["class"] == "nova_only"
     assert report["plan"]["steps"][0] == "stop"
     assert [t["id"] for t in execution["tasks"]] == ["admit", "identify", "report_dry_run"]
-    assert _state(lab, conn, info) == before
+    assert state(lab, conn, info) == before
 
 
 def test_a_failing_step_restores_power_and_reports(lab, conn, make_server, tmp_path):

@@ -7,32 +7,16 @@ import os
 import pytest
 
 import labcloud
+from testsupport.labchecks import MALFORMED, state
 
 from dvremedy import steps
 from dvremedy.glue import run_step
-
-MALFORMED = ["not-a-uuid", "1111; reboot", "$(touch /tmp/pwned)",
-             "03549f61-9cee-4bdf-b5e9-39c18d815a06 && true", "'; DROP TABLE"]
 
 
 @pytest.fixture(scope="module")
 def config(lab):
     with open(os.path.join(lab["lab_dir"], "dangling_volume.yaml")) as f:
         return json.load(f)
-
-
-def _state(lab, conn, info):
-    """Everything a remedy could change, to compare before and after."""
-    sid = info["server_id"]
-    srv = conn.compute.get_server(sid)
-    out = {"server": (srv.status, srv.is_locked), "nova": labcloud.nova_attachments(conn, sid)}
-    for vid in [info["boot_volume_id"]] + info["volume_ids"]:
-        vol = conn.block_storage.get_volume(vid)
-        out[vid] = (vol.status, sorted((a.id, a.status) for a in
-                                       conn.block_storage.attachments(volume_id=vid)))
-    out["disks"] = (labcloud.domain_disks(lab, conn, sid),
-                    labcloud.domain_disks(lab, conn, sid, inactive=True))
-    return out
 
 
 def test_identify_healthy_attachment(lab, conn, config, make_server):
@@ -50,7 +34,7 @@ def test_identify_healthy_attachment(lab, conn, config, make_server):
 def test_bad_input_is_refused_clearly_and_changes_nothing(lab, conn, config, make_server):
     info = make_server()
     sid, vid, boot = info["server_id"], info["volume_ids"][0], info["boot_volume_id"]
-    before = _state(lab, conn, info)
+    before = state(lab, conn, info)
     other = make_server(data_volumes=1)
     cases = [(bad, vid, "must be a UUID") for bad in MALFORMED]
     cases += [(sid, bad, "must be a UUID") for bad in MALFORMED]
@@ -65,7 +49,7 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(lab, conn, config, mak
             ok, result = run_step(config, step, server_id=server_id, volume_id=volume_id)
             assert not ok, (step.__name__, server_id, volume_id, result)
             assert text in result["error"]["message"], result
-    assert _state(lab, conn, info) == before
+    assert state(lab, conn, info) == before
 
 
 def test_unreachable_host_and_host_key_mismatch_are_named(lab, conn, config, make_server,
@@ -98,7 +82,7 @@ def test_connector_problems_are_refused_before_refresh(lab, conn, config, make_s
     sid, vid = info["server_id"], info["volume_ids"][0]
     conn.compute.stop_server(sid)
     labcloud.server_status(conn, sid, "SHUTOFF")
-    before = _state(lab, conn, info)
+    before = state(lab, conn, info)
     ok, good = run_step(config, steps.get_connector, server_id=sid)
     assert ok, good
     wrong = dict(good["connector"], host=lab["controller_host"])
@@ -108,7 +92,7 @@ def test_connector_problems_are_refused_before_refresh(lab, conn, config, make_s
                               connector=connector)
         assert not ok, result
         assert text in json.dumps(result["error"]), result
-    assert _state(lab, conn, info) == before
+    assert state(lab, conn, info) == before
     conn.compute.start_server(sid)
     labcloud.server_status(conn, sid, "ACTIVE")
 

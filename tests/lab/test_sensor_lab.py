@@ -20,7 +20,7 @@ import kombu
 import pytest
 
 from testsupport.lab import REPO, run_lab_tool
-from test_pack_remedy import _healed
+from testsupport.labchecks import healed
 
 from testsupport import sensor_service as recording  # not st2tests: see its header
 from testsupport.rules import render_rule
@@ -102,7 +102,7 @@ def test_a_failed_detach_dispatches_once_and_the_rule_heals_it(
         assert any(text in payload["reason"] for text in reason_has), payload["reason"]
         report = _rule_runs_the_remedy(lab, payload, tmp_path)
         assert report["class"] == expected_class
-        _healed(lab, conn, info, volume_id)
+        healed(lab, conn, info, volume_id)
     finally:
         if kind == "guest-refuses":
             run_lab_tool("break", "heal-guest", volume_id)

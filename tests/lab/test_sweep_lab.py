@@ -11,7 +11,7 @@ import pytest
 
 import labcloud
 from testsupport.lab import REPO, run_lab_tool
-from test_audit_lab import _records
+from testsupport.labchecks import records
 
 
 def _tasks(tasks, prefix=""):
@@ -47,9 +47,9 @@ def test_sweep_heals_what_has_a_remedy_and_leaves_the_rest(lab, conn, project_wi
     config["audit"] = {"report_dir": str(tmp_path)}
     (tmp_path / "config.json").write_text(json.dumps(config))
     ok_sid, ok_vid = made["ok"]["server_id"], made["ok"]["volume_ids"][0]
-    ok_before = (labcloud.nova_attachments(conn, ok_sid), _records(conn, ok_vid))
+    ok_before = (labcloud.nova_attachments(conn, ok_sid), records(conn, ok_vid))
     orphan_vid = made["orphan"]["volume_ids"][0]
-    orphan_before = _records(conn, orphan_vid)
+    orphan_before = records(conn, orphan_vid)
 
     proc = subprocess.run(
         [os.path.join(REPO, "tools", "st2-run"), "dangling_volume.sweep", "scope=project",
@@ -72,9 +72,9 @@ def test_sweep_heals_what_has_a_remedy_and_leaves_the_rest(lab, conn, project_wi
 
     # healed and, as a sweep repairs without detaching, still attached everywhere
     assert vid in labcloud.nova_attachments(conn, sid)
-    assert [a["instance"] for a in _records(conn, vid)] == [sid]
+    assert [a["instance"] for a in records(conn, vid)] == [sid]
     assert "sdb" in [d["target"] for d in labcloud.domain_disks(lab, conn, sid)]
     assert conn.compute.get_server(sid).status == "ACTIVE"
     # the rest untouched
-    assert (labcloud.nova_attachments(conn, ok_sid), _records(conn, ok_vid)) == ok_before
-    assert _records(conn, orphan_vid) == orphan_before
+    assert (labcloud.nova_attachments(conn, ok_sid), records(conn, ok_vid)) == ok_before
+    assert records(conn, orphan_vid) == orphan_before

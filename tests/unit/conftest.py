@@ -9,6 +9,9 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(TESTS_DIR)
 
+# the shared helpers' asserts report as the tests' own do (before any test module imports them)
+pytest.register_assert_rewrite("testsupport.audit_fakes", "testsupport.workflows")
+
 from testsupport import sshd as sshd_helper
 from testsupport.st2api import serving
 

@@ -2,11 +2,8 @@
 of hosts at a time, an unreadable host recorded with its reason; and the listing's parser
 (dvremedy.libvirt.all_domains_disks) on the outputs a host gives. The command runs for real
 (sh, and the lab's virsh stand-in reading domain files written here), only not over SSH."""
-import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,10 +12,8 @@ import pytest
 from dvremedy import hypervisors, libvirt
 from dvremedy.errors import SSHError
 from dvremedy.sshclient import CommandResult
+from testsupport.audit_fakes import VIRSH, LocalSession, write_domains
 
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VIRSH_STANDIN = os.path.join(os.path.dirname(TESTS_DIR), "lab", "files", "virsh.py")
-VIRSH = [sys.executable, VIRSH_STANDIN]
 VOL_A = "0a0a0a0a-1111-4111-8111-000000000001"
 VOL_B = "0b0b0b0b-2222-4222-8222-000000000002"
 
@@ -28,40 +23,6 @@ def disk(vol, dev, boot=False):
             "serial": vol, "alias": "ua-" + vol, "boot": boot,
             "source": "/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.2010-10.org.openstack:"
                       "volume-%s-lun-0" % vol}
-
-
-def write_domains(lab_dir, domains):
-    """domains: {name: (uuid, power, live disks, config disks)} as the lab's driver keeps them."""
-    path = os.path.join(lab_dir, "state", "domains")
-    os.makedirs(path, exist_ok=True)
-    for name, (uid, power, live, config) in domains.items():
-        with open(os.path.join(path, uid + ".json"), "w") as f:
-            json.dump({"uuid": uid, "name": name, "power": power, "live": live,
-                       "config": config, "last_event": "test",
-                       "updated_at": "2026-01-01T00:00:00+00:00"}, f)
-
-
-class LocalSession(object):
-    """An SSHSession stand-in that runs the argv on this machine, with the host's LAB_DIR."""
-
-    def __init__(self, host, lab_dir, log):
-        self.target = type("Target", (), {"host": host})()
-        self.lab_dir = lab_dir
-        self.log = log
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def run(self, argv, timeout=None):
-        self.log.append((self.target.host, argv))
-        started = time.monotonic()
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout or 60,
-                              env=dict(os.environ, LAB_DIR=self.lab_dir))
-        return CommandResult(list(argv), proc.returncode, proc.stdout, proc.stderr,
-                             time.monotonic() - started)
 
 
 @pytest.fixture

@@ -2,66 +2,13 @@
 Keystone do (pages by limit and marker, next links where the real APIs send them, 403 and 404
 as real responses): pagination, the admin check, project look-up, microversions, the deep
 tier's 2.89 read."""
-import json
-import re
 import types
 
 import pytest
-import requests
 
 from dvremedy import inventory
 from dvremedy.errors import CloudError, ConfigError, InputError
-
-
-def response(status, body, url="http://api.example/x"):
-    r = requests.models.Response()
-    r.status_code = status
-    r._content = json.dumps(body).encode()
-    r.headers["content-type"] = "application/json"
-    r.headers["x-openstack-request-id"] = "req-0123"
-    r.url = url
-    r.request = requests.Request("GET", url).prepare()
-    return r
-
-
-class FakeAdapter(object):
-    """One service: routes (regex on the path) to handlers(params, match) -> (status, body);
-    every request is logged as (path, params, microversion)."""
-
-    def __init__(self, routes, max_microversion=None):
-        self.routes = routes
-        self.log = []
-        self.max_microversion = max_microversion
-
-    def get(self, path, params=None, microversion=None, raise_exc=True):
-        assert raise_exc is False      # failures are turned into typed errors by the caller
-        self.log.append((path, dict(params or {}), microversion))
-        for pattern, handler in self.routes:
-            match = re.fullmatch(pattern, path)
-            if match:
-                status, body = handler(dict(params or {}), match)
-                return response(status, body, "http://api.example" + path)
-        return response(404, {"itemNotFound": {"code": 404, "message": "no route"}})
-
-    def get_endpoint_data(self):
-        return types.SimpleNamespace(max_microversion=self.max_microversion)
-
-
-def pager(items, key, links=True):
-    """A listing by limit and marker over items sorted by id, as Nova and Cinder page."""
-    items = sorted(items, key=lambda i: i["id"])
-
-    def handle(params, _match):
-        start = 0
-        if params.get("marker"):
-            start = [i["id"] for i in items].index(params["marker"]) + 1
-        limit = int(params.get("limit", 1000))
-        page = items[start:start + limit]
-        body = {key: page}
-        if links and len(page) == limit:
-            body[key + "_links"] = [{"rel": "next", "href": "...marker=%s" % page[-1]["id"]}]
-        return 200, body
-    return handle
+from testsupport.audit_fakes import FakeAdapter, pager
 
 
 def counted(n, prefix="%08d"):

@@ -1,4 +1,4 @@
-"""dvremedy.audit end to end without a cloud: a hand-built cloud (test_audit_correlate.Cloud)
+"""dvremedy.audit end to end without a cloud: a hand-built cloud (testsupport.audit_fakes.Cloud)
 served by fake Nova, Cinder and Keystone adapters that page as the real APIs do, its hosts'
 domains read by the real one-command listing and the lab's virsh stand-in; requests counted
 per page; the report written as JSON and as a table; bad input refused before any call."""
@@ -14,9 +14,8 @@ import pytest
 from dvremedy import audit, hypervisors
 from dvremedy.errors import ConfigError, InputError
 from dvremedy.settings import Settings
-from test_audit_correlate import P1, P2, Cloud
-from test_audit_hypervisors import VIRSH, LocalSession, write_domains
-from test_audit_inventory import FakeAdapter, pager
+from testsupport.audit_fakes import (VIRSH, P1, P2, Cloud, FakeAdapter, LocalSession, pager,
+                                     write_domains)
 
 NOW = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
 PROJECTS = {P1: "web", P2: "db"}

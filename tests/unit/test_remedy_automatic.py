@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from test_remedy_workflow import broken, healthy, params_of, remedy  # noqa: E402
+from testsupport.views import broken, healthy
+from testsupport.workflows import failed_step, params_of, remedy, scripted
 
 SENSOR = {"source": "sensor", "event_type": "compute.exception", "message_id": "m-1",
           "host": "lab-compute"}
@@ -135,7 +136,6 @@ def test_a_cap_of_zero_turns_automatic_remedies_off(datastore):
 def test_ids_that_do_not_exist_do_not_spend_the_hourly_cap(datastore):
     # identify refuses ids Nova or Cinder do not know: the run ends before admit, so a burst of
     # bad ids (a chat typo, a forged trigger) cannot use up the automatic remedies of the hour
-    from test_remedy_workflow import failed_step, scripted
     config = {"automatic": {"max_per_hour": 1, "pre_approved": True}}
     missing = scripted(healthy(), identify=failed_step(
         "identify", "server 0f0f0f0f-0000-4000-8000-000000000000 not found"))

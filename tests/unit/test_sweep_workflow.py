@@ -9,7 +9,8 @@ import pytest
 import st2local
 from st2local import py_result, wf_result
 
-from test_remedy_workflow import broken, scripted
+from testsupport.views import broken
+from testsupport.workflows import scripted
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
