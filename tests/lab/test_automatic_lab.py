@@ -76,5 +76,5 @@ def test_the_cap_holds_across_runs_on_the_lab(lab, conn, make_server, datastore,
     assert report["outcome"] == "rejected"
     second, report, ran = automatic_remedy(lab, sid, vid, datastore, "--answer", "approve",
                                            "--config", str(capped))
-    assert report["outcome"] == "capped" and ran == ["admit", "report_capped"]
+    assert report["outcome"] == "capped" and ran == ["identify", "admit", "report_capped"]
     assert state(lab, conn, info) == before
