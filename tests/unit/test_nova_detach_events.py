@@ -21,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SENSORS = os.path.join(REPO, "sensors")
 
 import nova_detach_events as nde
+from testsupport.nova_wire import set_path
 
 SAMPLES = os.path.join(REPO, "..", "shared", "reference", "notification-samples")
 
@@ -894,14 +895,6 @@ def test_request_ids_are_novas_shape(bad):
         assert nde.classify(msg) is None, msg["event_type"]
 
 
-def _set(msg, path, value):
-    node = msg
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return msg
-
-
 D = ("payload", "nova_object.data")
 SHAPES_NOVA_NEVER_SENDS = [
     ("start priority ERROR", detach_start, ("priority",), "ERROR"),
@@ -941,7 +934,7 @@ SHAPES_NOVA_NEVER_SENDS = [
                          ids=[row[0] for row in SHAPES_NOVA_NEVER_SENDS])
 def test_shapes_nova_never_sends_are_not_events(name, make, path, value):
     assert nde.classify(make()) is not None  # the message as Nova sends it is one
-    assert nde.classify(_set(make(), path, value)) is None
+    assert nde.classify(set_path(make(), path, value)) is None
 
 
 # ---------------------------------------------------------------- outside input: markers

@@ -18,6 +18,7 @@ from st2common.util import param as param_utils
 
 from testsupport import nova_wire as wire
 from testsupport import sensor_service as recording
+from testsupport.nova_wire import set_path
 from testsupport.rules import RULE, load, render_rule, runner_parameters
 import nova_consumer as nc
 import nova_detach_events as nde
@@ -72,14 +73,6 @@ def legacy(exception="ClientException()", server=None, volume=None, **kwargs):
 def with_data(msg, **fields):
     """A versioned message with nova_object.data fields replaced."""
     msg["payload"]["nova_object.data"].update(fields)
-    return msg
-
-
-def set_path(msg, path, value):
-    node = msg
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
     return msg
 
 

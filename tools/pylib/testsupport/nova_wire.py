@@ -198,3 +198,12 @@ def publish(producer, body, key, exchange=None, **kwargs):
     producer.publish(body, exchange=exchange or nova_exchange(), routing_key=key,
                      content_type="application/json", content_encoding="utf-8",
                      delivery_mode=2, serializer=None, retry=False, **kwargs)
+
+
+def set_path(msg, path, value):
+    """msg with the field at path (a tuple of keys) set to value: a shape Nova may not send."""
+    node = msg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return msg
