@@ -6,7 +6,8 @@ from dvremedy.steps import identify
 
 
 class Identify(Action):
-    def run(self, server_id, volume_id, cloud="", detach=True, allow_libvirt_detach=False):
+    def run(self, server_id, volume_id, cloud="", detach=True, allow_libvirt_detach=False,
+            mode="manual"):
         return run_step(self.config, identify, self.logger, cloud=cloud or None,
                         server_id=server_id, volume_id=volume_id, detach=detach,
-                        allow_libvirt_detach=allow_libvirt_detach)
+                        allow_libvirt_detach=allow_libvirt_detach, mode=mode)
