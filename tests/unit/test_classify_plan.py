@@ -63,7 +63,7 @@ def plan_for(views, **kw):
 def test_refresh_path_stops_a_running_server_and_starts_it_again():
     p = plan_for(broken("1"))
     assert p["action"] == "refresh"
-    assert p["steps"] == ["stop", "get_connector", "refresh", "detach", "verify", "start"]
+    assert p["steps"] == ["get_connector", "stop", "refresh", "detach", "verify", "start"]
     assert p["original_power"] == "running" and p["reset_volume_to"] is None
 
 
@@ -79,7 +79,7 @@ def test_stopped_server_is_not_stopped_or_started():
 def test_kept_attached_verifies_after_the_start():
     """refresh takes the disk off the stopped domain; only a start rebuilds it."""
     p = plan_for(broken("1"), detach=False)
-    assert p["steps"] == ["stop", "get_connector", "refresh", "start", "verify"]
+    assert p["steps"] == ["get_connector", "stop", "refresh", "start", "verify"]
 
 
 def test_stuck_detaching_resets_to_in_use_when_its_attachment_exists():

@@ -9,9 +9,10 @@ import json
 import time
 
 import pytest
+from st2local import py_result
 
 from testsupport.views import broken, healthy
-from testsupport.workflows import failed_step, params_of, remedy, scripted
+from testsupport.workflows import failed_step, identify_result, params_of, remedy, scripted
 
 SENSOR = {"source": "sensor", "event_type": "compute.exception", "message_id": "m-1",
           "host": "lab-compute"}
@@ -47,7 +48,11 @@ def test_approved_power_off_runs_the_remedy_and_the_report_says_who_started_it(d
     assert ask["route"] == "dangling_volume" and ask["ttl"] == 60
     assert ask["schema"]["properties"]["approved"] == dict(
         ask["schema"]["properties"]["approved"], type="boolean", required=True)
-    assert "Power off server" in ask["schema"]["properties"]["approved"]["description"]
+    question = ask["schema"]["properties"]["approved"]["description"]
+    assert "by get_connector -> stop -> refresh -> detach -> verify -> start" in question
+    assert "the server is powered off and started again" in question
+    # the approval came later: identify ran again before anything was changed
+    assert ran[2:5] == ["reidentify", "get_connector", "stop_server"]
 
 
 @pytest.mark.parametrize("approved,outcome", [(True, "remedied"), (False, "rejected")])
@@ -93,12 +98,38 @@ def test_pre_approved_config_skips_the_question(datastore):
     assert report["approval"] is None
 
 
-def test_no_question_when_nothing_is_powered_off(datastore):
+def test_an_automatic_run_asks_before_any_change_not_only_a_power_off(datastore):
+    """A detach of an in-use volume needs approval as a power-off does (no answer: paused)."""
     stopped = broken("1")
     stopped["server"]["status"] = "SHUTOFF"
-    for views in (stopped, healthy(), broken("4")):
+    for views in (stopped, broken("4")):
         status, ran, _, _ = automatic(views, datastore)
-        assert status == "succeeded" and "ask_approval" not in ran, ran
+        assert status == "paused" and ran == ["identify", "ask_approval"], ran
+
+
+def test_an_automatic_run_plans_nothing_for_a_healthy_attachment(datastore):
+    """The rule's trigger is not a reason to detach a healthy, in-use volume: before, the
+    automatic run planned detach_only and detached it without asking."""
+    status, ran, report, execution = automatic(healthy(), datastore)
+    assert status == "succeeded" and ran == ["identify", "report_nothing"]
+    assert report["outcome"] == "nothing to do" and not report["changed_anything"]
+    assert "never detaches a volume it did not find broken" in report["text"]
+    assert not params_of(execution, "admit")
+
+
+def test_the_run_refuses_when_the_attachment_changed_while_the_approval_was_pending(datastore):
+    """Approved an hour later: identify reads again, and a new class ends the run unchanged."""
+    later = broken("2a")
+    ex = scripted(broken("1"), identify=[
+        py_result(identify_result(broken("1"), mode="automatic")),
+        py_result(identify_result(later, mode="automatic"))])
+    status, ran, report, _ = automatic(broken("1"), datastore, answer="approve", executors=ex)
+    assert status == "failed"
+    assert ran == ["identify", "ask_approval", "reidentify", "report_failure"]
+    assert report["error"]["step"] == "reidentify"
+    assert "changed while the approval was pending" in report["error"]["message"]
+    assert "approved nova_only (refresh), now stuck_detaching" in report["error"]["message"]
+    assert not report["changed_anything"]
 
 
 def test_manual_runs_never_ask_and_never_count(datastore):
@@ -116,10 +147,10 @@ def test_the_hourly_cap_stops_the_third_run_and_the_report_says_so(datastore):
         time.sleep(61 - now.second)
     config = {"automatic": {"max_per_hour": 2, "pre_approved": True}}
     for _ in range(2):
-        status, ran, _, _ = automatic(healthy(), datastore, config=config)
+        status, ran, _, _ = automatic(broken("4"), datastore, config=config)
         assert status == "succeeded" and "detach" in ran
     assert list(counters(datastore).values()) == ["2"]
-    status, ran, report, _ = automatic(healthy(), datastore, config=config)
+    status, ran, report, _ = automatic(broken("4"), datastore, config=config)
     assert status == "succeeded" and ran == ["identify", "report_capped"]
     assert report["outcome"] == "capped" and report["changed_anything"] is False
     assert "hourly cap reached: 2 automatic remedies" in report["text"]
@@ -155,6 +186,6 @@ def test_ids_that_do_not_exist_do_not_spend_the_hourly_cap(datastore):
     with pytest.raises(OSError):
         counters(datastore)
     # the cap is still whole: the one run of the hour it allows goes through
-    status, ran, _, _ = automatic(healthy(), datastore, config=config)
+    status, ran, _, _ = automatic(broken("4"), datastore, config=config)
     assert status == "succeeded" and "detach" in ran
     assert list(counters(datastore).values()) == ["1"]

@@ -16,10 +16,10 @@ from testsupport.workflows import (P, REPO, failed_step, ok_step, params_of, rem
 def test_break_1_runs_the_refresh_path_and_restores_power():
     status, ran, report, ex = remedy(broken("1"))
     assert status == "succeeded"
-    assert ran[0] == "identify" and set(ran[1:3]) == {"stop_server", "get_connector"}
-    assert ran[3:] == ["refresh", "detach", "verify", "restore_power", "report_success"]
+    assert ran == ["identify", "get_connector", "stop_server", "refresh", "detach", "verify",
+                   "restore_power", "report_success"]
     assert report["outcome"] == "remedied" and report["final"]["consistent"] is True
-    assert [s["step"] for s in report["steps"]] == ["stop", "get_connector", "refresh",
+    assert [s["step"] for s in report["steps"]] == ["get_connector", "stop", "refresh",
                                                     "detach", "start"]
     assert "* start: start done" in report["text"]
 
@@ -48,7 +48,7 @@ def test_dry_run_plans_and_changes_nothing():
     status, ran, report, _ = remedy(broken("2a"), dry_run=True)
     assert status == "succeeded" and ran == ["identify", "report_dry_run"]
     assert report["dry_run"] is True and report["plan"]["reset_volume_to"] == "in-use"
-    assert "would run: stop -> get_connector -> refresh -> detach -> verify -> start" \
+    assert "would run: get_connector -> stop -> refresh -> detach -> verify -> start" \
         in report["text"]
 
 
@@ -89,17 +89,40 @@ def test_inconsistent_after_the_remedy_is_a_failure_with_the_reason():
     assert report["error"]["message"].startswith("still inconsistent after the remedy")
 
 
-@pytest.mark.parametrize("failing", ["stop_server", "get_connector"])
 @pytest.mark.parametrize("order", ["first", "last"])
-def test_a_failing_parallel_branch_restores_power_whichever_finishes_first(failing, order):
-    ex = scripted(broken("1"), **{failing.replace("_server", "_server"): failed_step(
-        failing, "%s broke" % failing)})
-    completion = [failing] if order == "first" else ["*", failing]
+def test_a_failing_get_connector_never_stops_the_server(order):
+    """get_connector runs before the stop, alone: a stop can never land after the failure
+    was handled (it did, with the two in parallel, when get_connector failed first)."""
+    ex = scripted(broken("1"), get_connector=failed_step("get_connector", "ssh broke"))
+    completion = ["get_connector"] if order == "first" else ["*", "get_connector"]
     status, ran, report, _ = remedy(broken("1"), ex, order=completion)
     assert status == "failed"
-    assert "refresh" not in ran  # the join is never satisfied
-    assert ran[-2:] == ["restore_after_failure", "report_failure"]
-    assert report["error"]["step"] == failing
+    assert ran == ["identify", "get_connector", "report_failure"]
+    assert report["error"]["step"] == "get_connector" and not report["changed_anything"]
+
+
+def test_a_failing_stop_restores_power_once_the_stop_has_ended():
+    ex = scripted(broken("1"), stop_server=failed_step("stop_server", "stop broke"))
+    status, ran, report, execution = remedy(broken("1"), ex)
+    assert status == "failed"
+    assert ran == ["identify", "get_connector", "stop_server", "restore_after_failure",
+                   "report_failure"]
+    assert params_of(execution, "restore_after_failure")[0]["result"]["result"]["power"] == \
+        "running"
+    assert report["error"]["step"] == "stop_server"
+
+
+def test_a_refresh_that_started_and_failed_leaves_the_server_off_and_says_why():
+    left = {"reason": "refresh exited 1: left SHUTOFF on purpose", "next": "check events"}
+    failed = failed_step("refresh", "nova-manage exited 1")
+    failed[1]["result"]["error"]["leave_off"] = left
+    status, ran, report, _ = remedy(broken("1"), scripted(broken("1"), refresh=failed))
+    assert status == "failed"
+    assert ran == ["identify", "get_connector", "stop_server", "refresh", "report_failure"]
+    assert "restore_after_failure" not in ran
+    assert report["left_off"] == left
+    assert "server LEFT OFF on purpose: refresh exited 1" in report["text"]
+    assert "  next: check events" in report["text"]
 
 
 def test_restore_failing_after_a_failure_still_reports():

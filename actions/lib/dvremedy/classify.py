@@ -6,10 +6,11 @@ classification with every problem seen (one attachment can have several: a detac
 because the backend was down leaves the volume stuck `detaching` AND the disk already gone from
 the domain), the primary class, and whether the attachment is healthy.
 
-The audit also passes `stuck_after` (seconds) and `now`: a volume in a transitional state (or
-a server with a task) last updated less than stuck_after ago is `in_progress`, not stuck,
-since a cloud-wide snapshot catches detaches and attaches half-way. The identify step passes
-neither: it is asked about one attachment an operator already suspects."""
+`stuck_after` (seconds) and `now`: a volume in a transitional state (or a server with a task)
+last updated less than stuck_after ago is `in_progress`, not stuck, since a snapshot catches
+detaches and attaches half-way. The identify step also reads Nova's recent instance actions
+(`nova_actions`): then Nova's own bookkeeping decides, an unfinished detach is in progress and
+a young `detaching` volume whose detach Nova has ended (with an error) is stuck."""
 import datetime
 
 # problem codes, most decisive first (the first one present is the primary class)
@@ -53,8 +54,11 @@ def classify(views, stuck_after=None, now=None):
     detaching = [s for s in statuses if s in DETACHING_STATES]
     attaching = [s for s in statuses if s in ATTACHING_STATES]
     failed = any(s.startswith("error_") for s in detaching + attaching)
-    if (detaching or attaching) and not failed and _younger(cinder.get("updated_at"),
-                                                            stuck_after, now):
+    activity = views.get("nova_actions")   # identify reads them; the audit does not
+    if any(not a.get("finished", True) for a in activity or []):
+        problems.append(IN_PROGRESS)        # Nova is still at work on this server
+    elif (detaching or attaching) and not failed and activity is None and _younger(
+            cinder.get("updated_at"), stuck_after, now):
         problems.append(IN_PROGRESS)
     elif detaching:
         problems.append(STUCK_DETACHING)
@@ -82,13 +86,13 @@ def classify(views, stuck_after=None, now=None):
         problems.append(IN_PROGRESS)
     problems.sort(key=ORDER.index)
     healthy = not problems
-    is_boot = bool(nova and server.get("root_device_name") and
-                   nova.get("device") == server["root_device_name"])
+    boot = boot_evidence(server, nova, cinder)
     return {
         "class": HEALTHY if healthy else problems[0],
         "healthy": healthy,
         "problems": problems,
-        "boot_volume": is_boot,
+        "boot_volume": boot == BOOT,
+        "boot": boot,
         "says": {
             "nova": ("attached as %s, attachment %s" % (
                 nova.get("device") or "?", nova.get("attachment_id", "not read")) if nova
@@ -101,6 +105,25 @@ def classify(views, stuck_after=None, now=None):
                                                         ",".join(hyp.get("config") or []) or "-")),
         },
     }
+
+
+BOOT, NOT_BOOT, BOOT_UNKNOWN = "boot", "not boot", "unknown"
+
+
+def boot_evidence(server, nova, cinder):
+    """Whether the volume is the server's boot volume: BOOT, NOT_BOOT or BOOT_UNKNOWN. The
+    server's root device name decides when Nova shows it (the policy may hide it); else a
+    volume Cinder does not call bootable cannot be booted from. The remedy refuses a detach
+    on BOOT and on BOOT_UNKNOWN (fail closed); refresh does not care."""
+    root = server.get("root_device_name")
+    device = (nova or {}).get("device")
+    if nova is None:
+        return NOT_BOOT                     # the boot volume is always in Nova's mappings
+    if root and device:
+        return BOOT if device == root else NOT_BOOT
+    if cinder.get("bootable") is False or str(cinder.get("bootable")).lower() == "false":
+        return NOT_BOOT
+    return BOOT_UNKNOWN
 
 
 def _younger(timestamp, seconds, now):

@@ -12,7 +12,10 @@ REFRESH_PROBLEMS = {c.NOVA_ONLY, c.STUCK_DETACHING, c.STUCK_ATTACHING, c.ATTACHM
                     c.DETACH_REFUSED}
 
 
-def make_plan(views, classification, detach=True, allow_libvirt_detach=False):
+def make_plan(views, classification, detach=True, allow_libvirt_detach=False, mode="manual"):
+    """The plan, or a typed error saying why the remedy refuses. `mode` automatic (a run the
+    sensor started) plans nothing for a healthy attachment: a notification is not a reason to
+    detach an in-use volume nobody found broken."""
     server = views["server"]
     problems = set(classification["problems"])
     running = server["status"] != "SHUTOFF"
@@ -44,6 +47,23 @@ def make_plan(views, classification, detach=True, allow_libvirt_detach=False):
     if server.get("task_state"):
         raise StateError("server %s is busy (task_state %s): try again when it is idle"
                          % (server["id"], server["task_state"]), step="plan")
+    if c.IN_PROGRESS in problems:
+        raise StateError(_in_progress(views), step="plan",
+                         nova_actions=[a for a in views.get("nova_actions") or []
+                                       if not a.get("finished", True)])
+    if classification["healthy"] and mode == "automatic":
+        return dict(base, action=NOTHING, reasons=[
+            "healthy: Nova, Cinder and the hypervisor agree; an automatic run never detaches "
+            "a volume it did not find broken"])
+    _refuse_when_compute_down(server)
+    if (detach or problems == {c.HYPERVISOR_ONLY}) and \
+            classification.get("boot") == c.BOOT_UNKNOWN:
+        raise StateError("cannot tell whether volume %s is the boot volume of server %s (Nova "
+                         "hides the root device name and Cinder calls the volume bootable): "
+                         "the remedy never detaches what may be a boot volume. Check by hand "
+                         "(openstack server show %s -c root_device_name as admin); run with "
+                         "detach=false to refresh only" % (views["volume_id"], server["id"],
+                                                           server["id"]), step="plan")
 
     if classification["healthy"] or problems == {c.MISSING_ON_HYPERVISOR}:
         if not detach:
@@ -65,6 +85,7 @@ def make_plan(views, classification, detach=True, allow_libvirt_detach=False):
         return dict(base, action=LIBVIRT_ONLY, steps=["libvirt_detach", "verify"],
                     reasons=["disk left on the domain only"])
 
+    _refuse_when_held_elsewhere(views)
     reasons = ["%s: %s" % (p, _WHY[p]) for p in classification["problems"] if p in _WHY]
     reset_to = None
     if c.STUCK_DETACHING in problems:
@@ -72,7 +93,8 @@ def make_plan(views, classification, detach=True, allow_libvirt_detach=False):
         reset_to = "in-use" if mine else "available"
         reasons.append("reset the volume to %s first: Cinder reserves only an available "
                        "volume or an in-use one with this server's attachment" % reset_to)
-    steps = (["stop"] if running else []) + ["get_connector", "refresh"]
+    # the connector first (read-only): when it cannot be read the server is never stopped
+    steps = ["get_connector"] + (["stop"] if running else []) + ["refresh"]
     if detach:
         steps += ["detach", "verify"]
         if allow_libvirt_detach:
@@ -94,3 +116,56 @@ _WHY = {
                       "next-boot config (a stopped server lets the detach through)",
     c.MISSING_ON_HYPERVISOR: "the disk is gone from the domain (power-on rebuilds it)",
 }
+
+
+def other_holders(cinder, server_id):
+    """Cinder's attachment records of the volume that name another server."""
+    return [a for a in cinder.get("attachments") or [] if a.get("server_id") != server_id]
+
+
+def refuse_when_held_elsewhere(cinder, server_id, volume_id, step):
+    """Never reset or refresh a volume another server holds an attachment record of (unless
+    the volume is multiattach): the reset would take it from under that server, and where
+    Cinder checks less the volume would end up on two servers."""
+    others = other_holders(cinder, server_id)
+    if others and not cinder.get("multiattach"):
+        raise StateError(
+            "volume %s is held by server %s (Cinder attachment %s, %s) and is not multiattach: "
+            "resetting or refreshing it for server %s would take it from under that server. "
+            "Needs an operator: find which server really uses it (openstack server volume "
+            "list <server>), then delete the stale record (openstack volume attachment delete "
+            "<id>) or fix the other server first. Nothing was changed" % (
+                volume_id, ", ".join(a["server_id"] or "?" for a in others),
+                ", ".join(a["id"] for a in others), ", ".join(a["status"] for a in others),
+                server_id),
+            step=step, held_by=[a["server_id"] for a in others])
+
+
+def _refuse_when_held_elsewhere(views):
+    refuse_when_held_elsewhere(views["cinder"], views["server"]["id"], views["volume_id"],
+                               "plan")
+
+
+def _refuse_when_compute_down(server):
+    svc = server.get("compute_service") or {}
+    if svc.get("state") == "down" or svc.get("forced_down"):
+        raise StateError(
+            "nova-compute on %s is down: Nova refuses a detach (HTTP 409) and refresh's call "
+            "to it would time out. Bring nova-compute up (openstack compute service list "
+            "--host %s shows it), then run the remedy again. Nothing was changed"
+            % (svc.get("host"), svc.get("host")), step="plan", compute_service=svc)
+
+
+def _in_progress(views):
+    busy = [a for a in views.get("nova_actions") or [] if not a.get("finished", True)]
+    if busy:
+        return ("Nova is still at work on server %s (%s): the remedy does not interfere "
+                "with an operation in progress; run it again once the action has ended "
+                "(openstack server event list %s)" % (
+                    views["server"]["id"], ", ".join("%s %s started %s" % (
+                        a["action"], a["request_id"], a["start_time"]) for a in busy),
+                    views["server"]["id"]))
+    return ("volume %s changed state less than stuck_after ago (Cinder: %s, updated %s): it "
+            "may still be in progress; run the remedy again later" % (
+                views["volume_id"], views["cinder"].get("status"),
+                views["cinder"].get("updated_at")))

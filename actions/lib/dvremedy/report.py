@@ -13,7 +13,7 @@ DECLINED = {"rejected": "the approval was rejected: nothing was changed",
 
 def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None, error=None,
                  failed_step=None, dry_run=False, mode="manual", triggered_by=None,
-                 approval=None):
+                 approval=None, left_off=None):
     plan = plan or {}
     steps = [s for s in (steps or []) if isinstance(s, dict)]
     changed = [s for s in steps if s.get("changed")]
@@ -28,6 +28,9 @@ def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None,
         "mode": mode or "manual", "triggered_by": dict(triggered_by or {}),
         "approval": _approval(approval),
     }
+    if isinstance(left_off, dict) and left_off.get("reason"):
+        report["left_off"] = {"reason": str(left_off["reason"]),
+                              "next": str(left_off.get("next") or "")}
     report["text"] = _text(report)
     return report
 
@@ -108,4 +111,7 @@ def _text(r):
         lines.append("FAILED at %s: %s" % (r["error"]["step"], r["error"]["message"]))
         if r["error"].get("advice"):
             lines.append("  next: %s" % r["error"]["advice"])
+    if r.get("left_off"):
+        lines.append("server LEFT OFF on purpose: %s" % r["left_off"]["reason"])
+        lines.append("  next: %s" % r["left_off"]["next"])
     return "\n".join(lines)

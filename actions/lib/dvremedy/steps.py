@@ -1,19 +1,29 @@
 """One function per remedy step. Each: read -> decide (pure) -> act only if needed -> report
 what changed. Idempotent: run twice, the second run changes nothing. Every wait has a deadline.
 Each takes a glue.StepContext (settings, a lazy OpenStack connection, SSH sessions)."""
+import datetime
+
 from dvremedy import classify, libvirt, novamanage, plan, views
 from dvremedy.cloud import api, server_state, wait_for, wait_server, wait_volume
-from dvremedy.errors import InputError, StateError
+from dvremedy.errors import CloudError, InputError, NovaManageError, StateError
 from dvremedy.settings import require_uuid
 
 
-def identify(ctx, server_id, volume_id, detach=True, allow_libvirt_detach=False):
+def identify(ctx, server_id, volume_id, detach=True, allow_libvirt_detach=False,
+             mode="manual"):
+    """The three views, classified with Nova's recent instance actions and stuck_after (an
+    operation Nova is still running is in progress, not stuck), and the plan."""
     server_id = require_uuid("server_id", server_id)
     volume_id = require_uuid("volume_id", volume_id)
-    seen = views.identify(ctx.conn, ctx.ssh, ctx.settings, server_id, volume_id)
-    verdict = classify.classify(seen)
+    if mode not in ("manual", "automatic"):
+        raise InputError("mode must be manual or automatic, not %r" % (mode,), step="identify")
+    stuck_after = ctx.settings.audit_stuck_after
+    now = datetime.datetime.now(datetime.timezone.utc)
+    seen = views.identify(ctx.conn, ctx.ssh, ctx.settings, server_id, volume_id,
+                          stuck_after=stuck_after, now=now)
+    verdict = classify.classify(seen, stuck_after=stuck_after, now=now)
     return {"views": seen, "classification": verdict,
-            "plan": plan.make_plan(seen, verdict, detach, allow_libvirt_detach)}
+            "plan": plan.make_plan(seen, verdict, detach, allow_libvirt_detach, mode)}
 
 
 def stop_server(ctx, server_id):
@@ -76,6 +86,7 @@ def refresh(ctx, server_id, volume_id, connector):
         raise StateError("server %s is %s: refresh needs it stopped (nova-manage rc 5)"
                          % (server_id, srv.status), step="refresh", status=srv.status)
     cinder = views.cinder_view(ctx.conn, volume_id)
+    plan.refuse_when_held_elsewhere(cinder, server_id, volume_id, "refresh")
     reset_to = _reset_target(cinder, server_id)
     did = []
     if reset_to:
@@ -86,8 +97,21 @@ def refresh(ctx, server_id, volume_id, connector):
         did.append("reset volume from %s to %s (admin; its attachment kept)"
                    % (cinder["status"], reset_to))
     host, session = ctx.controller()
-    result = novamanage.refresh(session, ctx.settings.controller_nova_manage, server_id,
-                                volume_id, connector, staging=_staging(ctx.settings))
+
+    def run_refresh():
+        return novamanage.refresh(session, ctx.settings.controller_nova_manage, server_id,
+                                  volume_id, connector, staging=_staging(ctx.settings))
+    try:
+        try:
+            result = run_refresh()
+        except NovaManageError as err:
+            if not (err.details.get("needs_unlock") and srv.is_locked):
+                raise
+            result = _refresh_unlocked(ctx, srv, run_refresh, did)
+    except NovaManageError as err:
+        if err.details.get("refresh_started", True):
+            err.details["leave_off"] = _leave_off(server_id, volume_id, err)
+        raise
     after = views.nova_view(ctx.conn, server_id).get(volume_id) or {}
     did.append("nova-manage volume_attachment refresh on %s: exit 0; new attachment %s"
                % (host, after.get("attachment_id")))
@@ -154,6 +178,7 @@ def libvirt_detach(ctx, server_id, volume_id, allow=False):
         raise InputError("virsh detach-disk is a last resort: refused unless allow=true",
                          step="libvirt_detach")
     srv = server_state(ctx.conn, server_id)
+    _refuse_boot_volume(ctx, srv, volume_id)
     session, virsh = ctx.ssh(srv.compute_host), ctx.settings.virsh
     domain = srv.instance_name
     did = []
@@ -162,6 +187,12 @@ def libvirt_detach(ctx, server_id, volume_id, allow=False):
             libvirt.domain_disks(session, virsh, domain, inactive=inactive), volume_id)
         running = libvirt.domain_state(session, virsh, domain) == "running"
         for disk in disks:
+            if srv.root_device_name and srv.root_device_name.rsplit("/", 1)[-1] == \
+                    disk["target"]:
+                raise StateError("disk %s of domain %s is the server's root device %s: virsh "
+                                 "detach-disk is refused" % (disk["target"], domain,
+                                                             srv.root_device_name),
+                                 step="libvirt_detach", boot=classify.BOOT)
             # shut off: the live XML is the config; running: --live, then --config if left
             mode = "config" if (inactive or not running) else modes[0]
             libvirt.detach_disk(session, virsh, domain, disk["target"], mode)
@@ -173,6 +204,65 @@ def libvirt_detach(ctx, server_id, volume_id, allow=False):
 
 # helpers -------------------------------------------------------------------------------------
 
+def _refresh_unlocked(ctx, srv, run_refresh, did):
+    """Nova before 27.5.1 / 28.3.0 refuses refresh on a locked instance (rc 5, before it
+    changes anything): unlock, refresh, and lock again with the original reason, whatever
+    the refresh did. An admin's lock cannot be lifted by the owner: say so."""
+    reason = srv.locked_reason
+    try:
+        with api("unlock server %s" % srv.id, "refresh"):
+            ctx.conn.compute.unlock_server(srv.id)
+    except CloudError as exc:
+        if exc.details.get("http_status") in (403, 409):
+            raise StateError(
+                "server %s is locked and this Nova refuses refresh on a locked instance; the "
+                "lock could not be lifted (HTTP %s): it is most likely an admin's lock "
+                "(locked_by admin), which the owner cannot lift. Ask an admin to unlock it "
+                "(openstack server unlock %s), run the remedy again, then lock it again. "
+                "Nothing was refreshed" % (srv.id, exc.details["http_status"], srv.id),
+                step="refresh", refresh_started=False, **{
+                    k: v for k, v in exc.details.items() if k != "refresh_started"})
+        raise
+    did.append("unlocked the server for refresh (this Nova refuses a locked instance)")
+    try:
+        return run_refresh()
+    finally:
+        with api("lock server %s" % srv.id, "refresh"):
+            ctx.conn.compute.lock_server(srv.id, locked_reason=reason)
+        did.append("locked the server again%s" % (" (reason: %s)" % reason if reason else ""))
+
+
+def _refuse_boot_volume(ctx, srv, volume_id):
+    """virsh detach-disk never runs on what is, or may be, the boot volume (fail closed)."""
+    nova = views.nova_view(ctx.conn, srv.id, "libvirt_detach").get(volume_id)
+    with api("GET volume %s" % volume_id, "libvirt_detach"):
+        bootable = ctx.conn.block_storage.get_volume(volume_id).is_bootable
+    facts = {"root_device_name": srv.root_device_name}
+    boot = classify.boot_evidence(facts, nova, {"bootable": bootable})
+    if boot != classify.NOT_BOOT:
+        raise StateError("volume %s %s the boot volume of server %s (root device %s, Nova's "
+                         "device %s, Cinder bootable %s): virsh detach-disk is refused" % (
+                             volume_id, "is" if boot == classify.BOOT else "may be", srv.id,
+                             srv.root_device_name or "hidden", (nova or {}).get("device"),
+                             bootable), step="libvirt_detach", boot=boot)
+
+
+def _leave_off(server_id, volume_id, err):
+    """Why the server stays off after a refresh that started and did not succeed, and what the
+    operator runs next: starting it could rebuild the domain from a half-refreshed mapping."""
+    return {
+        "reason": "refresh %s: the block device mapping may be half-refreshed (no "
+                  "connection_info) and refresh may still hold the instance lock, so the "
+                  "server was left SHUTOFF on purpose" % (
+                      "timed out" if err.details.get("timed_out") else
+                      "exited %s" % err.details.get("exit_code")),
+        "next": "check 'openstack server event list %s' (refresh_volume_attachment) and "
+                "'nova-manage volume_attachment show %s %s'; when refresh has ended, run the "
+                "remedy again (it refreshes from this state), then start the server "
+                "(openstack server start %s)" % (server_id, server_id, volume_id, server_id),
+    }
+
+
 def _did(step, changed, text, **facts):
     out = {"step": step, "changed": changed, "did": text}
     out.update(facts)
@@ -180,11 +270,13 @@ def _did(step, changed, text, **facts):
 
 
 def _reset_target(cinder, server_id):
+    """The status the volume must be reset to before refresh, or None. Only this server's
+    attachment records count (refresh has refused a volume another server holds)."""
+    mine = [a for a in cinder["attachments"] if a["server_id"] == server_id]
     stuck = cinder["status"] in classify.DETACHING_STATES or any(
-        a["status"] in classify.DETACHING_STATES for a in cinder["attachments"])
+        a["status"] in classify.DETACHING_STATES for a in mine)
     if not stuck:
         return None
-    mine = [a for a in cinder["attachments"] if a["server_id"] == server_id]
     return "in-use" if mine else "available"
 
 

@@ -53,6 +53,7 @@ def cinder_view(conn, volume_id):
 
 def _volume_facts(vol):
     return {"id": vol.id, "name": vol.name, "status": vol.status, "bootable": vol.is_bootable,
+            "multiattach": bool(getattr(vol, "is_multiattach", False)),
             "updated_at": vol.updated_at, "project_id": getattr(vol, "project_id", None)}
 
 
@@ -70,10 +71,74 @@ def hypervisor_view(ssh_session, virsh, domain, volume_id):
     return view
 
 
-def identify(conn, ssh_for_host, settings, server_id, volume_id):
-    """All three views of (server, volume), plus the server's facts. A hypervisor that cannot
-    be read is reported as unreachable with the reason, never silently left out."""
+# Nova's instance actions that change a server's volumes or power: one of these not finished
+# yet means Nova is still at work on the server, whatever the volume's state says
+BUSY_ACTIONS = {"attach_volume", "detach_volume", "swap_volume", "extend_volume", "stop",
+                "start", "reboot", "resize", "migrate", "live-migration", "rebuild", "shelve",
+                "unshelve", "evacuate", "delete", "refresh_volume_attachment"}
+
+
+def compute_service(conn, host, step=STEP):
+    """The nova-compute service of `host`: {state: up|down, status, forced_down}, or None when
+    the API does not show it (the policy hides services from a non-admin)."""
+    try:
+        with api("GET nova-compute service of %s" % host, step):
+            rows = [s for s in conn.compute.services(host=host, binary="nova-compute")
+                    if s.host == host and s.binary == "nova-compute"]
+    except RemedyError:
+        return None
+    if not rows:
+        return None
+    svc = rows[0]
+    return {"host": host, "state": svc.state, "status": svc.status,
+            "forced_down": bool(svc.is_forced_down), "updated_at": svc.updated_at}
+
+
+def recent_actions(conn, server_id, younger_than, now, step=STEP):
+    """Nova's instance actions on the server that started less than `younger_than` seconds
+    before `now`, newest first, each with whether every event of it has finished. None when
+    Nova does not show them; [] when younger_than is 0 (the check is off)."""
+    from dvremedy.classify import parse_time
+    if not younger_than:
+        return []
+    try:
+        with api("GET instance actions of server %s" % server_id, step):
+            actions = list(conn.compute.server_actions(server_id))
+    except RemedyError:
+        return None
+    out = []
+    for act in actions:
+        started = parse_time(act.start_time) if act.start_time else None
+        if started is None or (now - started).total_seconds() >= younger_than:
+            continue
+        entry = {"action": act.action, "request_id": act.request_id,
+                 "start_time": act.start_time, "message": act.message, "finished": True}
+        if act.action in BUSY_ACTIONS:
+            entry["finished"] = _action_finished(conn, server_id, act, step)
+        out.append(entry)
+    return out
+
+
+def _action_finished(conn, server_id, act, step):
+    """True once every event of the action has a finish time (a failed one too); an action
+    with no event yet has not reached nova-compute, unless the API already failed it."""
+    with api("GET instance action %s of server %s" % (act.request_id, server_id), step):
+        full = conn.compute.get_server_action(act.request_id, server_id)
+    events = full.events or []
+    if not events:
+        return bool(full.message)
+    return all(getattr(e, "finish_time", None) for e in events)
+
+
+def identify(conn, ssh_for_host, settings, server_id, volume_id, stuck_after=None, now=None):
+    """All three views of (server, volume), plus the server's facts, its nova-compute service
+    and Nova's recent instance actions. A hypervisor that cannot be read is reported as
+    unreachable with the reason, never silently left out."""
+    import datetime
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     server = server_facts(conn, server_id)
+    server["compute_service"] = (compute_service(conn, server["compute_host"])
+                                 if server["compute_host"] else None)
     try:
         cinder = cinder_view(conn, volume_id)
     except NotFound:
@@ -89,7 +154,8 @@ def identify(conn, ssh_for_host, settings, server_id, volume_id):
         except RemedyError as exc:
             hypervisor["error"] = exc.evidence()
     return {"server": server, "volume_id": volume_id, "nova": nova.get(volume_id),
-            "nova_volume_ids": sorted(nova), "cinder": cinder, "hypervisor": hypervisor}
+            "nova_volume_ids": sorted(nova), "cinder": cinder, "hypervisor": hypervisor,
+            "nova_actions": recent_actions(conn, server_id, stuck_after, now)}
 
 
 # One server, all of its volumes ---------------------------------------------------------------

@@ -14,10 +14,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 P = "dangling_volume."
 
 
-def identify_result(views, detach=True, allow=False):
+def identify_result(views, detach=True, allow=False, mode="manual"):
     verdict = classify(views)
     return {"views": views, "classification": verdict,
-            "plan": make_plan(views, verdict, detach, allow)}
+            "plan": make_plan(views, verdict, detach, allow, mode)}
 
 
 def ok_step(step, changed=True, **facts):
@@ -40,7 +40,7 @@ def scripted(views, **overrides):
     """Every cloud-facing action scripted as succeeding; overrides replace some."""
     ex = {
         P + "identify": lambda params: py_result(identify_result(
-            views, params["detach"], params["allow_libvirt_detach"])),
+            views, params["detach"], params["allow_libvirt_detach"], params["mode"])),
         P + "stop_server": ok_step("stop"),
         P + "get_connector": ok_step("get_connector", False, connector={"host": "cmp1"}),
         P + "refresh": ok_step("refresh"),
@@ -57,8 +57,8 @@ def scripted(views, **overrides):
 def remedy(views, executors=None, order=None, config=None, answer=None, datastore=None,
            **params):
     """Conduct the remedy; `ran` is the task order without `admit` (right after identify, only
-    when the plan changes something: tested in test_remedy_automatic) and the action-less fork
-    point `begin_refresh`."""
+    when the plan changes something: tested in test_remedy_automatic) and the action-less turn
+    to the planned path, `dispatch`."""
     parameters = dict({"server_id": SERVER, "volume_id": VOLUME}, **params)
     execution = st2local.run_action(REPO, P + "remedy", parameters,
                                     executors=executors or scripted(views),
@@ -68,7 +68,7 @@ def remedy(views, executors=None, order=None, config=None, answer=None, datastor
     ran = [t["id"] for t in sorted(execution["tasks"], key=lambda t: t["start"])]
     assert ran[0] == "identify", ran
     report = (execution["result"].get("output") or {}).get("report")
-    return (execution["status"], [t for t in ran if t not in ("admit", "begin_refresh")], report,
+    return (execution["status"], [t for t in ran if t not in ("admit", "dispatch")], report,
             execution)
 
 
