@@ -4,7 +4,7 @@ st2 has no rate-limit policy, so the cap is a counter in the st2 datastore, one 
 hour (UTC), that the workflow's first step reads and increments in automatic mode. The
 datastore has no compare-and-set: two runs admitted in the same instant may both read the same
 count, so the cap is exact only for runs that do not start at the same moment; the concurrency
-policy (one remedy per server) and a remedy that changes nothing on a healthy attachment are
+policy (one remedy per server) and a remedy that plans nothing for a healthy attachment are
 the guarantees behind it. A datastore that does not answer closes the gate (fail safe).
 
 `store` is anything with st2's ActionService datastore methods: get_value(name, local=...) and
