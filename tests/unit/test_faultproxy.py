@@ -78,9 +78,9 @@ def api():
 
 def _roundtrip(address, payload, timeout=2.0):
     """Send payload, read it back; returns (bytes read, error or None)."""
-    sock = socket.create_connection(address, timeout=timeout)
-    got = b""
+    got, sock = b"", None
     try:
+        sock = socket.create_connection(address, timeout=timeout)
         sock.sendall(payload)
         while len(got) < len(payload):
             data = sock.recv(65536)
@@ -91,7 +91,8 @@ def _roundtrip(address, payload, timeout=2.0):
     except OSError as exc:
         return got, exc
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
 
 
 # TCP -----------------------------------------------------------------------------------------
