@@ -16,10 +16,10 @@ def test_refresh_exits_non_zero(lab, broken, config, remedy, contract):
 
 
 def test_refresh_times_out(lab, broken, config, remedy, contract):
-    """command_timeout is one setting for every command: 15 s lets get_connector (3-8 s on the
-    lab) through and times out a refresh that takes 25 s."""
-    config["ssh"]["command_timeout"] = 15
-    config["commands"] = {"controller_nova_manage": ["sh", "-c", "sleep 25", "nova-manage"]}
+    """refresh still running at waits.refresh: it is never killed (it holds the instance lock),
+    the server is left SHUTOFF."""
+    config["waits"] = {"refresh": 10}
+    config["commands"] = {"controller_nova_manage": ["sh", "-c", "sleep 20", "nova-manage"]}
     run = remedy(broken, config)
     c = contract(run)
     c.failed_at("refresh")
