@@ -59,6 +59,14 @@ def test_bad_input_fails_at_identify_without_touching_power():
     assert report["error"]["message"] == "server not found"
 
 
+def test_the_report_names_the_failed_task_beside_the_errors_own_step():
+    """A refusal of the plan inside identify: the task is identify, the error's step plan."""
+    ex = scripted(broken("1"), identify=failed_step("plan", "volume is held by server X"))
+    status, _, report, _ = remedy(broken("1"), ex)
+    assert status == "failed"
+    assert (report["failed_step"], report["error"]["step"]) == ("identify", "plan")
+
+
 def test_an_id_that_is_not_a_uuid_is_refused_before_the_workflow_starts():
     # the parameter's pattern, checked by st2 when it creates the request
     execution = st2local.run_action(REPO, P + "remedy", {"server_id": "1111; reboot",

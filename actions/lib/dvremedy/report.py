@@ -25,6 +25,8 @@ def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None,
         "changed_anything": bool(changed),
         "final": _final(final),
         "error": _error(error, failed_step),
+        # the workflow task that failed (error.step may name the logic inside it: "plan")
+        "failed_step": failed_step,
         "mode": mode or "manual", "triggered_by": dict(triggered_by or {}),
         "approval": _approval(approval),
     }
