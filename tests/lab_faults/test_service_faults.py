@@ -24,7 +24,7 @@ def test_cinder_volume_down_during_detach(broken, config, api_proxies, lab_servi
                                           contract):
     nova, _cinder = api_proxies
     vid = broken["volume_ids"][0]
-    config["waits"] = {"detach": 20}
+    config["waits"] = {"detach": 12}   # a detach takes ~2 s on the lab
     nova.add(Rule("DELETE", r"/os-volume_attachments/%s$" % vid, action="pass",
                   hook=lambda request: lab_services.stop("cinder-volume")))
     run = remedy(broken, config)
