@@ -56,9 +56,13 @@ rest = args[1:]
 while rest[0].startswith("-"):
     rest = rest[2:] if rest[0] in ("-u", "--user") else rest[1:]
 cmd = rest[1:]
+if cmd[0] == "timeout":    # the bound the pack puts inside the container
+    bound, cmd = cmd[:3], cmd[3:]
+else:
+    bound = []
 if cmd[0] in ("rm", "chown"):
     cmd = [cmd[0]] + [ROOT + a if a.startswith("/") else a for a in cmd[1:]]
-sys.exit(subprocess.call(cmd, env=dict(os.environ, CONTAINER_ROOT=ROOT)))
+sys.exit(subprocess.call(bound + cmd, env=dict(os.environ, CONTAINER_ROOT=ROOT)))
 """
 
 
@@ -284,11 +288,15 @@ def test_refresh_with_docker_cp_staging_copies_in_and_removes_both_copies(
     assert inner.startswith("/tmp/dvremedy-connector.")
     calls = _docker_calls(log)
     host_copy = calls[0][1]
+    bound = ["timeout", "--kill-after=5s"]
     assert calls == [
         ["cp", host_copy, "nova_conductor:" + inner],
-        ["exec", "-u", "root", "nova_conductor", "chown", owner, inner],
+        ["exec", "-u", "root", "nova_conductor"] + bound + ["20s", "chown", owner, inner],
+        # refresh is never bounded: killing it would leave the instance locked
         prefix[1:] + ["volume_attachment", "refresh", SERVER, VOLUME, inner],
-        ["exec", "-u", "root", "nova_conductor", "rm", "-f", inner],
+        # the host removes the copy when refresh ends, then this side does again
+        ["exec", "-u", "root", "nova_conductor"] + bound + ["30s", "rm", "-f", inner],
+        ["exec", "-u", "root", "nova_conductor"] + bound + ["20s", "rm", "-f", inner],
     ]
     assert fake.read("connector.mode").strip() == "600"
     assert json.loads(fake.read("connector.json")) == CONNECTOR
@@ -316,7 +324,8 @@ def test_a_failed_refresh_in_a_container_removes_both_copies(sshd, fake, session
     calls = _docker_calls(log)
     inner = fake.read("connector.path").strip()
     assert inner.startswith("/var/tmp/stage/dvremedy-connector.")
-    assert calls[-1] == ["exec", "-u", "root", "nova_conductor", "rm", "-f", inner]
+    assert calls[-1][:4] == ["exec", "-u", "root", "nova_conductor"]
+    assert calls[-1][-3:] == ["rm", "-f", inner]
     assert not os.path.exists(calls[0][1]) and not os.path.exists(root + inner)
 
 
@@ -326,8 +335,8 @@ def test_a_copy_that_cannot_be_removed_is_reported_not_hidden(sshd, fake, sessio
     result = novamanage.refresh(session, NM, SERVER, VOLUME, CONNECTOR, staging=staging)
     inner = fake.read("connector.path").strip()
     assert result["leftover_files"] == ["nova_conductor:" + inner]
-    cp, rm = _docker_calls(log)
-    assert rm[:4] == ["exec", "-u", "root", "nova_conductor"]
+    cp, rm_on_host, rm = _docker_calls(log)
+    assert rm[:4] == rm_on_host[:4] == ["exec", "-u", "root", "nova_conductor"]
     assert not os.path.exists(cp[1]) and os.path.exists(root + inner)
 
 

@@ -2,6 +2,7 @@
 carrying HTTP status and request id, and waits that have a deadline and a failure set.
 openstacksdk is imported lazily: an action that fails on its input never pays for it."""
 import contextlib
+import re
 import time
 
 from dvremedy.errors import CloudError, ConfigError, NotFound, StateError, WaitTimeout
@@ -10,19 +11,22 @@ POLL_INTERVAL = 0.25  # waits wake well within half a second of a state change
 
 
 def connect(settings, cloud=None):
-    """An openstacksdk Connection for the named cloud, every request bounded by api_timeout."""
+    """An openstacksdk Connection for the named cloud, every request bounded by api_timeout.
+    The bound goes into the cloud region: Connection(config=...) ignores its own api_timeout.
+    connect_retries=0: a timed-out POST (stop, detach) must not be sent twice, and the
+    budget (dvremedy.budget) counts one api_timeout per request."""
     import openstack
     import openstack.config
     name = settings.cloud_name(cloud)
     files = [settings.clouds_yaml] if settings.clouds_yaml else None
     try:
         loader = openstack.config.OpenStackConfig(config_files=files, load_envvars=False)
-        region = loader.get_one(cloud=name)
+        region = loader.get_one(cloud=name, api_timeout=settings.api_timeout,
+                                connect_retries=0)
     except openstack.exceptions.ConfigException as exc:
         raise ConfigError("cloud %r: %s (clouds.yaml %s)" % (
             name, exc, settings.clouds_yaml or "from openstacksdk's default places"))
-    return openstack.connection.Connection(config=region, api_timeout=settings.api_timeout,
-                                           app_name="dangling_volume")
+    return openstack.connection.Connection(config=region, app_name="dangling_volume")
 
 
 @contextlib.contextmanager
@@ -38,6 +42,58 @@ def api(what, step=None):
                          step=step, **_http_evidence(exc))
     except osx.SDKException as exc:
         raise CloudError("%s failed: %s" % (what, exc), step=step)
+    except Exception as exc:    # keystoneauth1's own errors are not SDKExceptions
+        if not _is_keystoneauth(exc):
+            raise
+        raise _transport_error(what, step, exc)
+
+
+def _is_keystoneauth(exc):
+    from keystoneauth1 import exceptions as ksa
+    return isinstance(exc, ksa.ClientException)
+
+
+def _transport_error(what, step, exc):
+    """A request that got no HTTP answer (openstacksdk lets keystoneauth1 raise it as is):
+    ConnectTimeout for a connect or read timeout, ConnectFailure for refused or reset,
+    DiscoveryFailure when version discovery got no answer. keystoneauth1's HTTP errors
+    (RequestTimeout, ...) reach us only from authentication: openstacksdk reads replies
+    itself (raise_exc=False), so those arrive as HttpException above."""
+    from keystoneauth1 import exceptions as ksa
+    evidence = _request_evidence(exc)
+    if isinstance(exc, ksa.ConnectTimeout):
+        seconds = _timeout_of(exc)
+        return CloudError("%s timed out after %s s (api_timeout) with no answer from %s" % (
+            what, seconds or "api_timeout", evidence.get("url") or "the API"),
+            step=step, timed_out=True, **evidence)
+    if isinstance(exc, ksa.ConnectionError):
+        return CloudError("%s could not connect: %s" % (what, exc), step=step,
+                          connect_failed=True, **evidence)
+    if isinstance(exc, ksa.DiscoveryFailure):
+        return CloudError("%s failed: %s (the endpoint gave no version document within "
+                          "api_timeout, or is wrong in the catalog / clouds.yaml)" % (what, exc),
+                          step=step, **evidence)
+    return CloudError("%s failed: %s" % (what, exc), step=step, **evidence)
+
+
+_URL_IN_MESSAGE = re.compile(r"(?:to|at) (https?://\S+?)[,:]?(?:\s|$)")
+_TIMEOUT_IN_MESSAGE = re.compile(r"timeout=([0-9.]+)")
+
+
+def _request_evidence(exc):
+    """method and url of the request behind a keystoneauth1 error: requests' exception,
+    raised inside keystoneauth1's except clause, is its __context__."""
+    request = getattr(exc.__context__, "request", None)
+    url = getattr(request, "url", None)
+    if not url:
+        found = _URL_IN_MESSAGE.search(str(exc))
+        url = found.group(1) if found else None
+    return {"method": getattr(request, "method", None), "url": url}
+
+
+def _timeout_of(exc):
+    found = _TIMEOUT_IN_MESSAGE.search(str(exc.__context__ or ""))
+    return ("%g" % float(found.group(1))) if found else None
 
 
 def _details(exc):

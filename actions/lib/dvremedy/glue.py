@@ -4,6 +4,7 @@ Actions call run_step() and nothing else; nothing here imports st2."""
 import re
 import time
 
+from dvremedy import budget
 from dvremedy.errors import RemedyError, SSHError
 from dvremedy.settings import Settings
 
@@ -75,10 +76,12 @@ def ssh_target(settings, host):
                          known_hosts_file=s.ssh_known_hosts, jump=None,
                          connect_timeout=s.ssh_connect_timeout,
                          command_timeout=s.ssh_command_timeout)
+    # retries live on the outer target: SSHSession.open retries the whole chain
     return SSHTarget(host=host, address=s.address_for(host), port=s.ssh_port, user=s.ssh_user,
                      key_file=s.ssh_key_file, known_hosts_file=s.ssh_known_hosts, jump=jump,
                      connect_timeout=s.ssh_connect_timeout,
-                     command_timeout=s.ssh_command_timeout)
+                     command_timeout=s.ssh_command_timeout,
+                     connect_retries=s.ssh_connect_retries)
 
 
 _MARKER_OPENING = re.compile(r"\{(?=[{%#])")
@@ -103,11 +106,14 @@ def inert(value):
 def run_step(config, step, logger=None, cloud=None, **params):
     """Run one step with fresh connections: (True, result) or (False, {"error": evidence}).
     The one place where typed errors are turned into an st2 result, and where every result is
-    made inert (see inert())."""
+    made inert (see inert()). A config whose worst case does not fit the action's timeout is
+    refused before anything is done (dvremedy.budget)."""
     started = time.monotonic()
     ctx = None
     try:
-        ctx = StepContext(Settings(config), logger, cloud)
+        settings = Settings(config)
+        budget.check(step, settings)
+        ctx = StepContext(settings, logger, cloud)
         result = step(ctx, **params)
         result.setdefault("duration_s", round(time.monotonic() - started, 2))
         return True, inert(result)

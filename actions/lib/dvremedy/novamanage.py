@@ -12,13 +12,18 @@ import logging
 import posixpath
 import uuid
 
-from dvremedy.errors import CommandError, InputError, NotFound, NovaManageError, tail
+from dvremedy.errors import (CommandError, InputError, NotFound, NovaManageError, RemedyError,
+                             SSHError, tail)
+from dvremedy.settings import OWNER_PATTERN
+from dvremedy.sshclient import bound_on_host, quote_argv
 
 LOG = logging.getLogger(__name__)
 
 CONNECTOR_KEYS = ("host", "platform", "os_type", "ip", "multipath")
 TEMP_NAME = "dvremedy-connector.XXXXXXXXXX"
 CONTAINER_ENGINES = ("docker", "podman")
+DEFAULT_REFRESH_WAIT = 600      # waits.refresh's default (config.schema.yaml)
+CLEANUP_SECONDS = 30            # bound of each removal the host runs after refresh
 
 NOT_RUNNABLE = {
     126: "the nova-manage command is not executable on this host",
@@ -42,8 +47,10 @@ REFRESH_CODES = {
     2: ("invalid input: the connector file is missing, or Cinder refused the new attachment",
         "read the message in the output and fix its cause"),
     3: ("the connector file cannot be read or is not valid JSON",
-        "the file must be readable by the user nova-manage runs as (in a container, set the "
-        "staging 'owner') and hold the JSON printed by get_connector --json"),
+        "the file must be readable by the user nova-manage runs as: in a container, set "
+        "`controller.owner` in the pack config to that user or uid (kolla: nova), then "
+        "`st2ctl reload --register-configs`; and it must hold the JSON printed by "
+        "get_connector --json"),
     4: ("the instance does not exist",
         "check the server UUID, and that this node's nova.conf reaches the right API and cell "
         "databases"),
@@ -60,7 +67,12 @@ REFRESH_CODES = {
 REFRESH_TIMEOUT_ADVICE = (
     "refresh may still be running (it locks the instance until it ends): wait, then check "
     "'openstack server event list' (refresh_volume_attachment) and nova-manage "
-    "volume_attachment show before retrying; raise the timeout if refresh is just slow")
+    "volume_attachment show before retrying; raise waits.refresh if refresh is just slow")
+REFRESH_LOST_ADVICE = (
+    "the SSH connection broke while refresh ran; it may still be running on the controller "
+    "(it locks the instance until it ends): " + REFRESH_TIMEOUT_ADVICE.split(": ", 1)[1])
+STAGING_ADVICE = ("nothing was refreshed: fix the cause above (disk space, permissions, the "
+                  "container's name and engine, controller.owner), then run the remedy again")
 RC2_AFTERMATH = ("a failed refresh can leave the volume 'reserved' with an empty attachment and "
                  "the BDM without connection_info: refresh again (that works from this state) "
                  "before starting the server")
@@ -172,22 +184,38 @@ def refresh(session, nova_manage_prefix, server_id, volume_id, connector, *, sta
     reaches a containerised nova-manage (None: it runs on the host itself):
       {"copy_into": {"engine": "docker"|"podman", "container": "nova_conductor",
                      "container_dir": "/tmp", "owner": "nova"}}  (last two optional)
-      {"shared_dir": "/host/dir", "container_dir": "/dir/in/container", "owner": "42436"}"""
+      {"shared_dir": "/host/dir", "container_dir": "/dir/in/container", "owner": "42436"}
+    refresh is never killed (it holds the instance lock): `timeout` (waits.refresh; default
+    DEFAULT_REFRESH_WAIT) only bounds how long we wait for it.
+
+    Every error raised carries two documented evidence keys for the caller:
+      refresh_started: True once the refresh command was sent to the host; False when the
+        failure came before (validation, mktemp, upload, staging): nothing was changed.
+      needs_unlock: True on rc 5 when the output says the instance is locked / must be
+        unlocked (Nova before 27.5.1 / 29.0.0 refuses a locked instance)."""
+    progress = {"refresh_started": False}
+    try:
+        return _refresh(session, nova_manage_prefix, server_id, volume_id, connector, staging,
+                        timeout, expected_host, progress)
+    except RemedyError as err:
+        err.details.setdefault("refresh_started", progress["refresh_started"])
+        raise
+
+
+def _refresh(session, nova_manage_prefix, server_id, volume_id, connector, staging, timeout,
+             expected_host, progress):
     if not isinstance(connector, dict):
         connector = parse_connector(connector)
     validate_connector(connector, expected_host)
     argv_head = _argv(nova_manage_prefix, "refresh", _uuid("server_id", server_id),
                       _uuid("volume_id", volume_id))
+    timeout = DEFAULT_REFRESH_WAIT if timeout is None else timeout
     data = json.dumps(connector, sort_keys=True)
     leftovers = []
     try:
-        with _staged_file(session, data, staging, leftovers) as path:
-            try:
-                # never killed half-way: nova-manage would leave the instance locked
-                result = session.run(argv_head + [path], timeout=timeout, kill_on_timeout=False)
-            except CommandError as err:     # without check=True, only a timeout
-                raise NovaManageError(err.message, step="refresh", meaning="timed out",
-                                      advice=REFRESH_TIMEOUT_ADVICE, **err.details)
+        with _staged_file(session, data, staging, leftovers) as (path, removals):
+            progress["refresh_started"] = True
+            result = _run_refresh(session, argv_head + [path], removals, timeout)
     except CommandError as err:
         if leftovers:
             err.details["leftover_files"] = leftovers
@@ -204,6 +232,35 @@ def refresh(session, nova_manage_prefix, server_id, volume_id, connector, *, sta
     return out
 
 
+def _run_refresh(session, argv, removals, timeout):
+    """The refresh command, never killed half-way (nova-manage would leave the instance
+    locked), wrapped so that the host removes the staged files when it ends (see
+    _then_remove): no cleanup depends on this process, which st2 SIGKILLs on its timeout."""
+    try:
+        return session.run(_then_remove(argv, removals), timeout=timeout,
+                           kill_on_timeout=False)
+    except SSHError as err:
+        raise NovaManageError("nova-manage volume_attachment refresh on %s: %s"
+                              % (session.target.host, err.message), step="refresh",
+                              meaning="connection lost", advice=REFRESH_LOST_ADVICE,
+                              **err.details)
+    except CommandError as err:     # without check=True, only a timeout
+        raise NovaManageError(err.message, step="refresh", meaning="timed out",
+                              advice=REFRESH_TIMEOUT_ADVICE, **err.details)
+
+
+def _then_remove(argv, removals):
+    """sh -c '"$@"; rc=$?; <removals>; exit $rc' sh <argv...>: argv runs exactly as given
+    (positional parameters, no re-quoting), then each removal (argv-quoted, bounded, output
+    discarded), then the shell exits with argv's own exit code."""
+    if not removals:
+        return list(argv)
+    steps = ["%s >/dev/null 2>&1" % quote_argv(bound_on_host(r, CLEANUP_SECONDS))
+             for r in removals]
+    script = '"$@"; rc=$?; %s; exit "$rc"' % "; ".join(steps)
+    return ["sh", "-c", script, "dvremedy-refresh"] + list(argv)
+
+
 def _refresh_error(session, result):
     code = result.exit_code
     if code in NOT_RUNNABLE:
@@ -211,46 +268,78 @@ def _refresh_error(session, result):
                       NOT_RUNNABLE_ADVICE)
     meaning, advice = REFRESH_CODES.get(code, ("undocumented exit code",
                                                REFRESH_CODES[1][1]))
+    output = (result.stdout + "\n" + result.stderr).lower()
     if code == 2:
-        output = (result.stdout + "\n" + result.stderr).lower()
         advice = next((case for text, case in REFRESH_RC2_CASES if text in output), advice)
         advice += "; " + RC2_AFTERMATH
-    return _error(NovaManageError, "refresh", session, result, meaning, advice)
+    err = _error(NovaManageError, "refresh", session, result, meaning, advice)
+    if code == 5 and "locked" in output:    # "must be unlocked", "in locked True"
+        err.details["needs_unlock"] = True
+    return err
 
 
 @contextlib.contextmanager
 def _staged_file(session, data, staging, leftovers):
-    """Yield the path nova-manage should open; every temporary copy is removed on exit and
-    the ones that could not be are appended to `leftovers`."""
+    """Yield (path nova-manage should open, removals: argv lists that delete every copy on
+    the host). Every copy is also removed here on exit (the second line, should the host's
+    removal not have run); the ones that could not be are appended to `leftovers`."""
     mode, spec = _staging_spec(staging)
+    cleanups, removals = [], []
+    try:
+        path = _stage(session, data, mode, spec, cleanups, removals)
+    except CommandError as err:
+        _clean(session, cleanups, leftovers)
+        raise _staging_error(session, err)
+    try:
+        yield path, removals
+    finally:
+        _clean(session, cleanups, leftovers)
+
+
+def _stage(session, data, mode, spec, cleanups, removals):
+    """Write the connector where nova-manage can read it; returns its path there."""
     host_dir = spec.get("shared_dir", "/tmp") if mode == "shared_dir" else "/tmp"
     host_path = _mktemp(session, host_dir)
-    cleanups = [(host_path, lambda: session.remove(host_path))]
-    try:
-        session.upload(data, host_path, mode=0o600)
-        path = host_path
-        if mode is not None:
-            path = posixpath.join(spec.get("container_dir", "/tmp"), posixpath.basename(host_path))
-        if mode == "copy_into":
-            engine, container = spec["engine"], spec["container"]
-            target = "%s:%s" % (container, path)
-            session.run([engine, "cp", host_path, target], check=True)
-            cleanups.append((target, lambda: session.run(
-                [engine, "exec", "-u", "root", container, "rm", "-f", path], check=True)))
-            if spec.get("owner"):
-                session.run([engine, "exec", "-u", "root", container, "chown", spec["owner"],
-                             path], check=True)
-        elif mode == "shared_dir" and spec.get("owner"):
-            session.run(["chown", spec["owner"], host_path], check=True)
-        yield path
-    finally:
-        for name, remove in reversed(cleanups):
-            try:
-                remove()
-            except CommandError as exc:
-                LOG.warning("could not remove the connector copy %s on %s: %s", name,
-                            session.target.host, exc)
-                leftovers.append(name)
+    cleanups.append((host_path, lambda: session.remove(host_path)))
+    removals.append(["rm", "-f", "--", host_path])
+    session.upload(data, host_path, mode=0o600)
+    if mode is None:
+        return host_path
+    path = posixpath.join(spec.get("container_dir", "/tmp"), posixpath.basename(host_path))
+    if mode == "copy_into":
+        engine, container = spec["engine"], spec["container"]
+        in_container = [engine, "exec", "-u", "root", container]
+        target = "%s:%s" % (container, path)
+        session.run([engine, "cp", host_path, target], check=True)
+        cleanups.append((target, lambda: session.run(in_container + ["rm", "-f", path],
+                                                     check=True)))
+        removals.append(in_container + ["rm", "-f", path])
+        if spec.get("owner"):
+            session.run(in_container + ["chown", spec["owner"], path], check=True)
+    elif spec.get("owner"):
+        session.run(["chown", spec["owner"], host_path], check=True)
+    return path
+
+
+def _clean(session, cleanups, leftovers):
+    for name, remove in reversed(cleanups):
+        try:
+            remove()
+        except (CommandError, SSHError) as exc:
+            LOG.warning("could not remove the connector copy %s on %s: %s", name,
+                        session.target.host, exc)
+            leftovers.append(name)
+    del cleanups[:]
+
+
+def _staging_error(session, err):
+    """A failure before refresh ran (mktemp, upload, cp, chown) as a NovaManageError."""
+    if isinstance(err, NovaManageError):
+        return err
+    details = dict(err.details, host=session.target.host)
+    return NovaManageError("staging the connector file for refresh on %s failed: %s"
+                           % (session.target.host, err.message), step="refresh",
+                           meaning="staging failed", advice=STAGING_ADVICE, **details)
 
 
 def _staging_spec(staging):
@@ -264,13 +353,21 @@ def _staging_spec(staging):
                              % (", ".join(CONTAINER_ENGINES), spec.get("engine")))
         _plain_word("staging copy_into.container", spec.get("container"))
         _absolute("staging copy_into.container_dir", spec.get("container_dir", "/tmp"))
+        _owner("staging copy_into.owner", spec.get("owner"))
         return "copy_into", spec
     if isinstance(staging, dict) and "shared_dir" in staging:
         _absolute("staging shared_dir", staging.get("shared_dir"))
         _absolute("staging container_dir", staging.get("container_dir"))
+        _owner("staging owner", staging.get("owner"))
         return "shared_dir", staging
     raise InputError("staging must be None, {'copy_into': {'engine': ..., 'container': ...}} "
                      "or {'shared_dir': ..., 'container_dir': ...}, got %r" % (staging,))
+
+
+def _owner(name, value):
+    if value and not (isinstance(value, str) and OWNER_PATTERN.match(value)):
+        raise InputError("%s must be a user name or uid (a plain word), got %r"
+                         % (name, value))
 
 
 def _mktemp(session, directory):

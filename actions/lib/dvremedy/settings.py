@@ -9,6 +9,8 @@ from dvremedy.errors import ConfigError, InputError
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
                            "config.schema.yaml")
+# a user name or uid for chown: a plain word, never an option or a path
+OWNER_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 RELOAD = ("set it in /opt/stackstorm/configs/dangling_volume.yaml, then run "
           "`st2ctl reload --register-configs`")
 
@@ -56,6 +58,7 @@ class Settings:
         self.ssh_jump_port = int(ssh["jump_port"])
         self.ssh_connect_timeout = _positive(ssh, "connect_timeout", "ssh.")
         self.ssh_command_timeout = _positive(ssh, "command_timeout", "ssh.")
+        self.ssh_connect_retries = _non_negative_int(ssh, "connect_retries", "ssh.")
         self.address_map = dict(raw["hosts"]["address_map"] or {})
         self.address_template = raw["hosts"]["address_template"] or "{host}"
         ctl = raw["controller"]
@@ -65,6 +68,7 @@ class Settings:
         self.container = ctl["container"]
         self.shared_dir = ctl["shared_dir"]
         self.container_dir = ctl["container_dir"]
+        self.controller_owner = _owner(ctl.get("owner"))
         cmds = raw["commands"]
         self.hypervisor_nova_manage = _words(cmds, "hypervisor_nova_manage")
         self.controller_nova_manage = _words(cmds, "controller_nova_manage")
@@ -73,6 +77,7 @@ class Settings:
         self.wait_power = _positive(waits, "power", "waits.")
         self.wait_detach = _positive(waits, "detach", "waits.")
         self.wait_volume_state = _positive(waits, "volume_state", "waits.")
+        self.wait_refresh = _positive(waits, "refresh", "waits.")
         auto = raw["automatic"]
         self.max_automatic_per_hour = auto["max_per_hour"]
         if (not isinstance(self.max_automatic_per_hour, int) or
@@ -97,6 +102,22 @@ class Settings:
         if self.staging == "shared_dir" and not (self.shared_dir and self.container_dir):
             raise ConfigError("controller.staging is shared_dir but controller.shared_dir or "
                               "controller.container_dir is empty: " + RELOAD)
+
+    def staging_spec(self):
+        """The `staging=` argument of novamanage.refresh for this config: None when
+        nova-manage runs on the controller itself, else how the connector file reaches its
+        container (with controller.owner, if set, as the file's owner)."""
+        owner = {"owner": self.controller_owner} if self.controller_owner else {}
+        if self.staging == "copy_into":
+            spec = {"engine": self.container_engine, "container": self.container}
+            if self.container_dir:
+                spec["container_dir"] = self.container_dir
+            spec.update(owner)
+            return {"copy_into": spec}
+        if self.staging == "shared_dir":
+            return dict({"shared_dir": self.shared_dir, "container_dir": self.container_dir},
+                        **owner)
+        return None
 
     def cloud_name(self, override=None):
         name = override or self.cloud
@@ -149,6 +170,24 @@ def _non_negative(section, key, prefix=""):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
         raise ConfigError("%s%s must be a number of 0 or more, not %r: %s" % (
             prefix, key, value, RELOAD))
+    return value
+
+
+def _non_negative_int(section, key, prefix=""):
+    value = section.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError("%s%s must be a whole number of 0 or more, not %r: %s" % (
+            prefix, key, value, RELOAD))
+    return value
+
+
+def _owner(value):
+    """controller.owner: "" or a user name / uid for chown (a plain word, never an option)."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not OWNER_PATTERN.match(value):
+        raise ConfigError("controller.owner must be a user name or uid (letters, digits, "
+                          "_ . -; not starting with -), not %r: %s" % (value, RELOAD))
     return value
 
 

@@ -7,6 +7,7 @@ a log line or an error."""
 
 import errno
 import logging
+import posixpath
 import select
 import shlex
 import socket
@@ -20,6 +21,14 @@ from dvremedy.errors import CommandError, HostKeyError, InputError, SSHError, ta
 LOG = logging.getLogger(__name__)
 READ_CHUNK = 32768
 POLL_SECONDS = 0.5    # upper bound of one wait for output; the deadline is checked between
+KILL_AFTER = 5        # seconds the host's `timeout` waits after SIGTERM before SIGKILL
+HOST_GRACE = 2        # seconds we wait past the kill for the host to report the exit
+TIMED_OUT_CODES = (124, 137, -1)    # timeout: TERM worked / KILL needed / KILL ended it too
+CONNECT_BACKOFF = (1.0, 2.0)    # seconds before the 2nd, 3rd, ... connect attempt (last repeats)
+CONTAINER_CLIS = ("docker", "podman")
+# `docker|podman exec` options that take a value as the next word
+EXEC_VALUE_OPTIONS = ("-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir",
+                      "--detach-keys", "--preserve-fds")
 
 
 class SSHTarget(object):
@@ -27,7 +36,8 @@ class SSHTarget(object):
     pool lookups); `address` is what we connect to (defaults to `host`)."""
 
     def __init__(self, host, address=None, port=22, user="root", key_file=None,
-                 known_hosts_file=None, jump=None, connect_timeout=10, command_timeout=120):
+                 known_hosts_file=None, jump=None, connect_timeout=10, command_timeout=120,
+                 connect_retries=0):
         if not host:
             raise InputError("an SSH target needs a host name")
         self.host = host
@@ -39,6 +49,7 @@ class SSHTarget(object):
         self.jump = jump
         self.connect_timeout = float(connect_timeout)
         self.command_timeout = float(command_timeout)
+        self.connect_retries = int(connect_retries)
 
     @property
     def endpoint(self):
@@ -73,6 +84,30 @@ def quote_argv(argv):
         raise InputError("a remote command must be a non-empty list of arguments, got %r"
                          % (argv,))
     return " ".join(shlex.quote(str(arg)) for arg in argv)
+
+
+def bound_on_host(argv, seconds):
+    """argv run under coreutils `timeout` on the host, so a command we stop waiting for does
+    not keep running there (sshd will not signal a root login's command). In a container
+    (`docker|podman exec [options] <container> ...`, `kubectl exec ... -- ...`) the bound goes
+    inside, right after the container: killing the exec client leaves the process running."""
+    at = _command_start(list(argv))
+    wrapper = ["timeout", "--kill-after=%ds" % KILL_AFTER, "%gs" % max(seconds, 0.1)]
+    return list(argv[:at]) + wrapper + list(argv[at:])
+
+
+def _command_start(words):
+    """Index of the first word of the command that runs inside the container (0 if none)."""
+    for i, word in enumerate(words):
+        name = posixpath.basename(word)
+        if name in CONTAINER_CLIS and words[i + 1:i + 2] == ["exec"]:
+            j = i + 2
+            while j < len(words) and words[j].startswith("-"):
+                j += 2 if words[j] in EXEC_VALUE_OPTIONS else 1
+            return j + 1 if j < len(words) else 0     # after the container name
+        if name == "kubectl" and "--" in words[i:]:
+            return words.index("--", i) + 1
+    return 0
 
 
 class _UnknownHostKey(paramiko.SSHException):
@@ -141,6 +176,18 @@ def _load_known_hosts(client, target, hostport):
             known_hosts_file=target.known_hosts_file, **target.where())
 
 
+def _is_transient(exc):
+    """A connect failure worth another attempt: refused, reset, EOF, a broken banner. Never
+    host keys, authentication or name resolution: retrying cannot fix those."""
+    if isinstance(exc, (_UnknownHostKey, paramiko.BadHostKeyException,
+                        paramiko.AuthenticationException, socket.gaierror, socket.timeout,
+                        paramiko.ChannelException)):
+        return False
+    if isinstance(exc, (ConnectionError, EOFError, paramiko.ssh_exception.NoValidConnectionsError)):
+        return True
+    return isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower()
+
+
 def _connect_error(exc, target, hostport, where):
     """The typed error for a failed connect, naming what to fix."""
     known = target.known_hosts_file
@@ -174,7 +221,7 @@ def _connect_error(exc, target, hostport, where):
     else:
         reason = str(exc) or type(exc).__name__
     return SSHError("SSH to %s (%s@%s) failed: %s" % (target.host, target.user, hostport, reason),
-                    reason=reason, **where)
+                    reason=reason, transient=_is_transient(exc) or None, **where)
 
 
 class SSHSession(object):
@@ -199,9 +246,21 @@ class SSHSession(object):
         return bool(transport and transport.is_active())
 
     def open(self):
-        if not self._clients:
+        """Connect (the jump host first), retrying a transient failure (see _is_transient)
+        connect_retries times with a short backoff."""
+        attempts = self.target.connect_retries + 1
+        attempt = 0
+        while not self._clients:
+            attempt += 1
             try:
                 self._open_chain(self.target)
+            except SSHError as exc:
+                self.close()
+                if not exc.details.get("transient") or attempt >= attempts:
+                    raise _with_attempts(exc, attempt, attempts)
+                LOG.warning("SSH to %s, attempt %d of %d: %s; trying again", self.target.host,
+                            attempt, attempts, exc.message)
+                time.sleep(CONNECT_BACKOFF[min(attempt, len(CONNECT_BACKOFF)) - 1])
             except BaseException:
                 self.close()
                 raise
@@ -237,19 +296,24 @@ class SSHSession(object):
 
     def run(self, argv, timeout=None, stdin_text=None, check=False, kill_on_timeout=True):
         """Run argv on the host; returns a CommandResult. Raises CommandError on timeout, and
-        on a non-zero exit when check is true. On timeout the command's process group gets
-        SIGTERM unless kill_on_timeout is false (for commands that must not die half-way)."""
+        on a non-zero exit when check is true. Unless kill_on_timeout is false (for commands
+        that must not die half-way), the host itself stops the command after `timeout`
+        (bound_on_host); should it not report back in time, SIGTERM is requested as well."""
         command = quote_argv(argv)
         timeout = self.target.command_timeout if timeout is None else float(timeout)
         host = self.target.host
-        LOG.debug("ssh %s: %s", host, command)
+        sent, wait = command, timeout
+        if kill_on_timeout:
+            sent = quote_argv(bound_on_host(argv, timeout))
+            wait = timeout + KILL_AFTER + HOST_GRACE
+        LOG.debug("ssh %s: %s", host, sent)
         started = time.monotonic()
-        deadline = started + timeout
+        deadline = started + wait
         transport = self._transport()
         channel, exit_code = None, None
         try:
             channel = transport.open_session(timeout=self.target.connect_timeout)
-            channel.exec_command(command)
+            channel.exec_command(sent)
             if stdin_text is not None:
                 data = stdin_text.encode("utf-8") if isinstance(stdin_text, str) else stdin_text
                 channel.settimeout(max(0.1, deadline - time.monotonic()))
@@ -271,11 +335,22 @@ class SSHSession(object):
                                round(time.monotonic() - started, 3))
         evidence = dict(host=host, command=command, exit_code=exit_code,
                         stderr_tail=tail(result.stderr), stdout_tail=tail(result.stdout))
+        if kill_on_timeout and _stopped_on_host(result, timeout):
+            evidence.update(exit_code=None, host_exit_code=exit_code)
+            raise CommandError("command on %s timed out after %gs: %s; it was stopped on the "
+                               "host (timeout --kill-after=%ds)" % (host, timeout, command,
+                                                                    KILL_AFTER),
+                               timed_out=True, timeout_s=timeout, stopped_on_host=True,
+                               **evidence)
+        if kill_on_timeout and _wrapper_missing(result):
+            raise CommandError("command on %s could not run: coreutils `timeout` (which bounds "
+                               "every command on the host) is missing where the command runs: "
+                               "%s" % (host, _last_line(result.stderr)), **evidence)
         if exit_code is None:
             raise CommandError("command on %s timed out after %gs: %s; it may still be running%s"
-                               % (host, timeout, command, " (SIGTERM was requested)"
+                               % (host, wait, command, " (SIGTERM was requested)"
                                   if kill_on_timeout else ""),
-                               timed_out=True, timeout_s=timeout, **evidence)
+                               timed_out=True, timeout_s=wait, **evidence)
         if check and exit_code != 0:
             raise CommandError("command on %s exited %d: %s: %s" % (
                 host, exit_code, command, _last_line(result.stderr)), **evidence)
@@ -283,9 +358,31 @@ class SSHSession(object):
 
     def _sftp_client(self):
         if self._sftp is None:
-            self._sftp = paramiko.SFTPClient.from_transport(self._transport())
-            self._sftp.get_channel().settimeout(self.target.command_timeout)
+            self._sftp = self._open_sftp()
         return self._sftp
+
+    def _open_sftp(self):
+        """An SFTP client whose set-up is bounded: paramiko's from_transport would wait up to
+        an hour for the channel and forever for the version handshake."""
+        target, channel = self.target, None
+        try:
+            channel = self._transport().open_session(timeout=target.connect_timeout)
+            channel.settimeout(target.connect_timeout)    # bounds the version handshake
+            channel.invoke_subsystem("sftp")
+            sftp = paramiko.SFTPClient(channel)
+        except (socket.timeout, paramiko.SSHException, EOFError, socket.error) as exc:
+            if channel is not None:
+                channel.close()
+            timed_out = isinstance(exc, socket.timeout) or "timeout" in str(exc).lower()
+            reason = ("timed out after %gs" % target.connect_timeout if timed_out
+                      else str(exc) or type(exc).__name__)
+            raise CommandError("SFTP set-up on %s failed: %s (is the sftp subsystem enabled "
+                               "in its sshd_config?)" % (target.host, reason),
+                               **target.where(command="sftp", timed_out=timed_out or None,
+                                              timeout_s=target.connect_timeout))
+        # each SFTP request moves a few hundred bytes: a stall of connect_timeout is a failure
+        channel.settimeout(target.connect_timeout)
+        return sftp
 
     def upload(self, data, remote_path, mode=0o600):
         """Write data (bytes or str) to remote_path over SFTP; the mode is set before any byte
@@ -351,6 +448,27 @@ def _send_signal(channel, name):
         channel.transport._send_user_message(msg)   # paramiko has no public call for this
     except Exception as exc:    # a refused or failed signal must not hide the timeout
         LOG.debug("could not send SIG%s: %s", name, exc)
+
+
+def _stopped_on_host(result, timeout):
+    """The host's `timeout` ended the command: its exit status, at or past the bound."""
+    return result.exit_code in TIMED_OUT_CODES and result.duration >= timeout
+
+
+def _wrapper_missing(result):
+    """`timeout` itself was not found (coreutils' own 127 says 'failed to run command')."""
+    return (result.exit_code in (126, 127) and "timeout" in result.stderr and
+            "failed to run command" not in result.stderr)
+
+
+def _with_attempts(exc, attempt, attempts):
+    """The final connect error, saying how many attempts were made when retries are on."""
+    if attempts > 1:
+        exc.message = "%s (%d attempt%s made)" % (exc.message, attempt,
+                                                   "s" if attempt > 1 else "")
+        exc.args = (exc.message,)
+        exc.details["attempts"] = attempt
+    return exc
 
 
 def _text(chunks):
