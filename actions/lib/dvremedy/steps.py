@@ -5,7 +5,7 @@ import datetime
 
 from dvremedy import classify, libvirt, novamanage, plan, views
 from dvremedy.cloud import api, server_state, wait_for, wait_server, wait_volume
-from dvremedy.errors import CloudError, InputError, NovaManageError, StateError
+from dvremedy.errors import CloudError, InputError, NotFound, NovaManageError, StateError
 from dvremedy.settings import require_uuid
 
 
@@ -100,7 +100,7 @@ def refresh(ctx, server_id, volume_id, connector):
 
     def run_refresh():
         return novamanage.refresh(session, ctx.settings.controller_nova_manage, server_id,
-                                  volume_id, connector, staging=_staging(ctx.settings))
+                                  volume_id, connector, staging=ctx.settings.staging_spec())
     try:
         try:
             result = run_refresh()
@@ -123,8 +123,12 @@ def detach(ctx, server_id, volume_id):
     """The Compute API detach, then until Cinder says available and Nova no longer lists it."""
     server_id = require_uuid("server_id", server_id)
     volume_id = require_uuid("volume_id", volume_id)
-    with api("GET volume %s" % volume_id, "detach"):
-        ctx.conn.block_storage.get_volume(volume_id)  # an unknown volume is an error, not done
+    try:
+        with api("GET volume %s" % volume_id, "detach"):
+            ctx.conn.block_storage.get_volume(volume_id)  # unknown: an error, not done
+    except NotFound:
+        raise NotFound("volume %s does not exist (Cinder answered 404)" % volume_id,
+                       step="detach")
     if volume_id not in views.nova_view(ctx.conn, server_id):
         return _did("detach", False, "Nova no longer lists the volume")
     with api("detach volume %s from server %s" % (volume_id, server_id), "detach"):
@@ -278,12 +282,3 @@ def _reset_target(cinder, server_id):
     if not stuck:
         return None
     return "in-use" if mine else "available"
-
-
-def _staging(settings):
-    if settings.staging == "copy_into":
-        return {"copy_into": {"engine": settings.container_engine,
-                              "container": settings.container}}
-    if settings.staging == "shared_dir":
-        return {"shared_dir": settings.shared_dir, "container_dir": settings.container_dir}
-    return None
