@@ -36,7 +36,8 @@ def api(what, step=None):
     try:
         yield
     except osx.NotFoundException as exc:
-        raise NotFound("%s: not found (HTTP 404)" % what, step=step, **_http_evidence(exc))
+        raise NotFound("%s: not found (HTTP 404): it does not exist (or this account cannot "
+                       "see it)" % what, step=step, **_http_evidence(exc))
     except osx.HttpException as exc:
         raise CloudError("%s failed: HTTP %s: %s" % (what, exc.status_code, _details(exc)),
                          step=step, **_http_evidence(exc))

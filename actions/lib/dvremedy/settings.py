@@ -53,9 +53,9 @@ class Settings:
         self.ssh_user = ssh["user"]
         self.ssh_key_file = ssh["key_file"]
         self.ssh_known_hosts = ssh["known_hosts_file"]
-        self.ssh_port = int(ssh["port"])
+        self.ssh_port = _port(ssh, "port", "ssh.")
         self.ssh_jump_host = ssh["jump_host"] or ""
-        self.ssh_jump_port = int(ssh["jump_port"])
+        self.ssh_jump_port = _port(ssh, "jump_port", "ssh.")
         self.ssh_connect_timeout = _positive(ssh, "connect_timeout", "ssh.")
         self.ssh_command_timeout = _positive(ssh, "command_timeout", "ssh.")
         self.ssh_connect_retries = _non_negative_int(ssh, "connect_retries", "ssh.")
@@ -169,6 +169,14 @@ def _non_negative(section, key, prefix=""):
     value = section.get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
         raise ConfigError("%s%s must be a number of 0 or more, not %r: %s" % (
+            prefix, key, value, RELOAD))
+    return value
+
+
+def _port(section, key, prefix=""):
+    value = section.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise ConfigError("%s%s must be a TCP port number (1-65535), not %r: %s" % (
             prefix, key, value, RELOAD))
     return value
 

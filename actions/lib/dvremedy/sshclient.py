@@ -464,8 +464,8 @@ def _wrapper_missing(result):
 def _with_attempts(exc, attempt, attempts):
     """The final connect error, saying how many attempts were made when retries are on."""
     if attempts > 1:
-        exc.message = "%s (%d attempt%s made)" % (exc.message, attempt,
-                                                   "s" if attempt > 1 else "")
+        plural = "s" if attempt > 1 else ""
+        exc.message = "%s (%d attempt%s made)" % (exc.message, attempt, plural)
         exc.args = (exc.message,)
         exc.details["attempts"] = attempt
     return exc
