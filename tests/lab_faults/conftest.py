@@ -7,7 +7,6 @@ address map and a copy of clouds.yaml with endpoint overrides) or by stopping a 
 its fault (README "failure table"). Run alone, these tests skip without a lab; LAB_REQUIRED=1
 makes a missing lab fail. They use the lab exclusively: run them under
 `flock /tmp/dv-lab.lock`."""
-import concurrent.futures
 import copy
 import json
 import os
@@ -35,7 +34,7 @@ NOTHING_LISTENS = "127.0.0.14"
 RUN_TIMEOUT = 600
 
 
-# the lab, as tests/lab/conftest.py has it; servers as its make_server makes them -------
+# the lab, as tests/lab/conftest.py has it ----------------------------------------------------
 
 @pytest.fixture(scope="session")
 def lab():
@@ -47,64 +46,31 @@ def conn(lab):
     return labcloud.connect(lab)
 
 
-class ServerPool(object):
-    """make_server's pattern (tests/lab/conftest.py), done ahead: the servers every test of the
-    session will need, created and broken (lab/break cinder-reset: class nova_only) in
-    parallel before the first test runs, so that no test's faults overlap that load. Each
-    test deletes its own server; close() deletes what no test took."""
+@pytest.fixture
+def make_server(conn, request):
+    """Create servers with data volumes; delete them (and their volumes) after the test."""
+    made = []
 
-    WORKERS = 4
-
-    def __init__(self, lab, count):
-        self.lab = lab
-        self.count = count
-        self.ready = None
-
-    def _make(self, n):
-        conn = labcloud.connect(self.lab)    # one connection per worker thread
-        info = labcloud.create_server(conn, "t-lab-faults-%d" % n, data_volumes=1)
-        out = run_lab_tool("break", "cinder-reset", info["server_id"], info["volume_ids"][0])
-        if out.returncode != 0:
-            labcloud.delete_server(conn, info["server_id"], info["volume_ids"])
-            raise AssertionError("lab/break cinder-reset failed: %s%s" % (out.stdout,
-                                                                        out.stderr))
+    def make(data_volumes=1):
+        name = "t-%s-%d" % (request.node.name[:40], len(made))
+        info = labcloud.create_server(conn, name, data_volumes=data_volumes)
+        made.append(info)
         return info
-
-    def take(self):
-        if self.ready is None:
-            with concurrent.futures.ThreadPoolExecutor(self.WORKERS) as pool:
-                futures = [pool.submit(self._make, n) for n in range(max(self.count, 1))]
-            self.ready = list(futures)
-        if not self.ready:
-            raise AssertionError("the server pool is empty: more tests took a server than "
-                                 "the session counted")
-        return self.ready.pop(0).result()    # a failed creation fails the test that takes it
-
-    def close(self, conn):
-        for future in self.ready or []:
-            if future.exception() is None:
-                info = future.result()
-                labcloud.delete_server(conn, info["server_id"], info["volume_ids"])
-
-
-@pytest.fixture(scope="session")
-def server_pool(lab, conn, request):
-    count = sum(1 for item in request.session.items
-                if "broken" in getattr(item, "fixturenames", ()))
-    pool = ServerPool(lab, count)
-    yield pool
-    pool.close(conn)
+    yield make
+    for info in made:
+        labcloud.delete_server(conn, info["server_id"], info["volume_ids"])
 
 
 # a broken attachment and the config to remedy it with ----------------------------------------
 
 @pytest.fixture
-def broken(server_pool, conn):
-    """A server whose data volume was reset behind Nova's back (class nova_only); deleted,
-    with its volumes, after the test."""
-    info = server_pool.take()
-    yield info
-    labcloud.delete_server(conn, info["server_id"], info["volume_ids"])
+def broken(make_server):
+    """A server whose data volume was reset behind Nova's back (class nova_only). (Servers are
+    made one at a time: made in parallel, the lab's scheduler answers NoValidHost.)"""
+    info = make_server()
+    out = run_lab_tool("break", "cinder-reset", info["server_id"], info["volume_ids"][0])
+    assert out.returncode == 0, out.stdout + out.stderr
+    return info
 
 
 @pytest.fixture

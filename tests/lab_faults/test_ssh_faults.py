@@ -1,6 +1,8 @@
 """SSH faults under the remedy: the connection to the hypervisor cut while get_connector's
 nova-manage runs, the one to the controller cut while refresh's nova-manage runs, and a
 hypervisor whose sshd cannot be reached at all."""
+import time
+
 from testsupport.faultproxy import Cut
 
 NOTHING_LISTENS = "127.0.0.14"   # a loopback address where no sshd runs
@@ -25,7 +27,8 @@ def test_ssh_cut_during_get_connector(lab, broken, config, ssh_forwarder, remedy
     c.check()
 
 
-def test_ssh_cut_during_refresh(lab, broken, config, ssh_forwarder, remedy, contract):
+def test_ssh_cut_during_refresh(lab, conn, broken, config, ssh_forwarder, remedy,
+                                contract):
     """The controller's connection is cut while refresh's nova-manage runs: refresh was
     started, its outcome is unknown, so the server is left SHUTOFF with what to do next."""
     proxy = ssh_forwarder(lab["controller_host"], {1: Cut(when_idle=QUIET)})
@@ -34,6 +37,13 @@ def test_ssh_cut_during_refresh(lab, broken, config, ssh_forwarder, remedy, cont
     c = contract(run)
     c.failed_at("refresh")
     c.server("SHUTOFF")
+    if run.lock_after != run.lock_before:
+        # nova-manage goes on without its connection and holds the instance lock until it ends
+        settled = _lock_settles(conn, broken["server_id"], run.lock_before, 30)
+        c.expect(settled is not None, "the lock is still %r 30 s after the run" % (
+            not run.lock_before,))
+        c.expect(False, "(the lock came back to %r %.1f s after the run)" % (
+            run.lock_before, settled or 0))
     c.left_off(True)
     c.evidence(host=lab["controller_host"])
     c.message_has(lab["controller_host"], "connection")
@@ -53,3 +63,13 @@ def test_sshd_unreachable(lab, broken, config, remedy, contract):
     c.evidence(host=lab["compute_host"])
     c.message_has(lab["compute_host"], NOTHING_LISTENS)
     c.check()
+
+
+def _lock_settles(conn, server_id, want, within):
+    """Seconds until the server's lock is `want`, or None if it is not within `within` s."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if conn.compute.get_server(server_id).is_locked == want:
+            return time.monotonic() - started
+        time.sleep(1)
+    return None
