@@ -100,7 +100,8 @@ def refresh(ctx, server_id, volume_id, connector):
 
     def run_refresh():
         return novamanage.refresh(session, ctx.settings.controller_nova_manage, server_id,
-                                  volume_id, connector, staging=ctx.settings.staging_spec())
+                                  volume_id, connector, staging=ctx.settings.staging_spec(),
+                                  timeout=ctx.settings.wait_refresh)
     try:
         try:
             result = run_refresh()
