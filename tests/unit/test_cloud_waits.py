@@ -42,6 +42,7 @@ def test_the_deadline_fails_with_the_last_state_seen():
     with pytest.raises(WaitTimeout) as exc:
         wait_for("detach", lambda: ("detaching", False, False), 3, step="detach",
                  interval=0.25, clock=clock, sleep=clock.sleep)
-    assert "still detaching after 3 s" in str(exc.value)
+    # the words an operator looks for first: it timed out, after how long, in which state
+    assert "timed out after 3 s waiting for detach: still detaching" in str(exc.value)
     assert exc.value.evidence()["state"] == "detaching" and exc.value.step == "detach"
     assert clock.now == pytest.approx(3.0)

@@ -4,6 +4,7 @@ hosts, the pool."""
 import os
 import socket
 import stat
+import threading
 import time
 
 import pytest
@@ -92,6 +93,22 @@ def test_a_timed_out_command_is_stopped_on_the_host_unless_told_otherwise(make_s
         assert "SIGTERM" not in caught.value.message
     # the host's `timeout` did the stopping: no signal request was needed
     assert server.log().count("req signal") == 0
+
+
+def test_a_connection_lost_mid_command_is_an_ssh_error_not_an_exit_code(sshd):
+    """Before: paramiko's -1 (no exit status) came back as the command's exit code, and the
+    report said "exited -1 (undocumented exit code)" instead of naming the lost connection."""
+    with SSHSession(target(sshd)) as session:
+        transport = session._clients[-1].get_transport()
+        cutter = threading.Timer(0.5, lambda: transport.sock.shutdown(socket.SHUT_RDWR))
+        cutter.start()
+        try:
+            with pytest.raises(SSHError) as caught:
+                session.run(["sh", "-c", "echo started; sleep 5"], timeout=10)
+        finally:
+            cutter.cancel()
+    assert "broke while running" in caught.value.message
+    assert caught.value.evidence()["host"] == "test-" + sshd.name
 
 
 def test_the_target_command_timeout_is_the_default(sshd):

@@ -127,8 +127,8 @@ def wait_for(what, probe, timeout, step=None, progress=None, interval=POLL_INTER
         if done:
             return state
         if clock() >= deadline:
-            raise WaitTimeout("%s: still %s after %d s" % (what, state, timeout), step=step,
-                              state=state, timeout_s=timeout)
+            raise WaitTimeout("timed out after %d s waiting for %s: still %s" % (
+                timeout, what, state), step=step, state=state, timeout_s=timeout)
         sleep(interval)
 
 

@@ -432,7 +432,12 @@ def _collect(channel, deadline):
         if time.monotonic() >= deadline:
             return stdout, stderr, None
         time.sleep(0.005)
-    return stdout, stderr, channel.recv_exit_status()
+    status = channel.recv_exit_status()
+    transport = channel.get_transport()
+    if status == -1 and not (transport and transport.is_active()):
+        # paramiko's -1 means no exit status came: here the connection itself went away
+        raise EOFError("the connection closed before the command's exit status arrived")
+    return stdout, stderr, status
 
 
 def _send_signal(channel, name):
