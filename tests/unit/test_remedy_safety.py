@@ -224,8 +224,8 @@ def test_the_lock_comes_back_when_the_second_refresh_fails_too(monkeypatch, atta
                                server(locked=True, reason="r"), volume())
     with pytest.raises(NovaManageError) as err:
         steps.refresh(ctx, SERVER, VOLUME, CONNECTOR)
-    assert [c[0] for c in log if c[0].endswith("lock_server")] == ["unlock_server",
-                                                                    "lock_server"]
+    locks = [c[0] for c in log if c[0].endswith("lock_server")]
+    assert locks == ["unlock_server", "lock_server"]
     assert "left SHUTOFF on purpose" in err.value.details["leave_off"]["reason"]
 
 
@@ -265,8 +265,8 @@ def test_a_refresh_that_never_started_lets_the_power_come_back(monkeypatch, atta
     ("/dev/sdb", False, "/dev/sdb"),     # the root device itself
     (None, True, "/dev/sdb"),            # hidden root device, a bootable volume
 ])
-def test_virsh_detach_disk_is_refused_on_what_is_or_may_be_the_boot_volume(root, bootable,
-                                                                            device):
+def test_virsh_detach_disk_is_refused_on_what_is_or_may_be_the_boot_volume(
+        root, bootable, device):
     log = []
     srv = server(status="ACTIVE")
     srv.root_device_name = root
