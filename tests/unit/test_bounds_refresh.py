@@ -101,7 +101,6 @@ def test_the_refresh_wait_defaults_to_waits_refresh_and_its_timeout_names_it(fak
 # -- item 4: the host cleans up, whatever happens to this side ----------------------------------
 
 KILLED_SIDE = """import json, sys
-sys.path.insert(0, {lib!r})
 from dvremedy import novamanage
 from dvremedy.sshclient import SSHSession, SSHTarget
 with SSHSession(SSHTarget(**json.loads(sys.argv[1]))) as session:
@@ -113,9 +112,9 @@ def test_the_connector_file_is_removed_by_the_host_after_this_side_is_killed(
         sshd, fake, tmp_path):
     fake.set(sleep=2)
     script = tmp_path / "killed_side.py"
-    script.write_text(KILLED_SIDE.format(lib=LIB, server=SERVER, volume=VOLUME))
+    script.write_text(KILLED_SIDE.format(server=SERVER, volume=VOLUME))
     side = subprocess.Popen([sys.executable, str(script), json.dumps(sshd.target_args()),
-                             json.dumps(CONNECTOR)])
+                             json.dumps(CONNECTOR)], env=dict(os.environ, PYTHONPATH=LIB))
     try:
         assert poll(lambda: fake.read("path").strip()), "refresh never started"
         path = fake.read("path").strip()
