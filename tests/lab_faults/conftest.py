@@ -138,6 +138,12 @@ class Contract(object):
             self.expect(r.lock_after == r.lock_before, "server lock %r afterwards, %r before"
                         % (r.lock_after, r.lock_before))
 
+    def ended_unchanged_at(self, step):
+        """Failed at `step` before anything was changed: the server as found, running."""
+        self.failed_at(step)
+        self.server("ACTIVE")
+        self.unchanged()
+
     def unchanged(self):
         r = self.run
         self.expect(r.after == r.before, "the cloud changed:\n  before %s\n  after  %s" % (

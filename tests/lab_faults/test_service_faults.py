@@ -12,9 +12,7 @@ def test_nova_compute_down(lab, broken, config, lab_services, remedy, contract):
     config["waits"] = {"power": 20}    # bounds a run that would try to stop the server anyway
     run = remedy(broken, config)
     c = contract(run)
-    c.failed_at("identify")
-    c.server("ACTIVE")
-    c.unchanged()
+    c.ended_unchanged_at("identify")
     c.left_off(False)
     c.message_has("nova-compute", "down")
     c.check()

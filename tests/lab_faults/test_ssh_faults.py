@@ -18,9 +18,7 @@ def test_ssh_cut_during_get_connector(lab, broken, config, ssh_forwarder, remedy
     run = remedy(broken, config)
     assert [c.index for c in proxy.cuts()] == [2], (proxy.connections, run.explain())
     c = contract(run)
-    c.failed_at("get_connector")
-    c.server("ACTIVE")
-    c.unchanged()
+    c.ended_unchanged_at("get_connector")
     c.left_off(False)
     c.evidence(host=lab["compute_host"])
     c.message_has(lab["compute_host"], "connection")   # the fault: the connection broke
@@ -54,9 +52,7 @@ def test_sshd_unreachable(lab, broken, config, remedy, contract):
     config["hosts"]["address_map"][lab["compute_host"]] = NOTHING_LISTENS
     run = remedy(broken, config)
     c = contract(run)
-    c.failed_at("identify")
-    c.server("ACTIVE")
-    c.unchanged()
+    c.ended_unchanged_at("identify")
     c.left_off(False)
     c.evidence(host=lab["compute_host"])
     c.message_has(lab["compute_host"], NOTHING_LISTENS)
