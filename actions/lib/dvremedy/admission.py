@@ -49,9 +49,15 @@ def origin(mode, triggered_by, user, execution_id):
     return out
 
 
-def admit(ctx, store, mode, triggered_by=None, user="", execution_id="", now=None):
+def require_mode(mode, step=STEP):
+    """The run's mode, manual or automatic; anything else is refused."""
     if mode not in (MANUAL, AUTOMATIC):
-        raise InputError("mode must be manual or automatic, not %r" % (mode,), step=STEP)
+        raise InputError("mode must be manual or automatic, not %r" % (mode,), step=step)
+    return mode
+
+
+def admit(ctx, store, mode, triggered_by=None, user="", execution_id="", now=None):
+    require_mode(mode)
     if triggered_by is not None and not isinstance(triggered_by, dict):
         raise InputError("triggered_by must be an object, not %r" % (triggered_by,), step=STEP)
     s = ctx.settings

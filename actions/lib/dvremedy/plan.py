@@ -85,7 +85,7 @@ def make_plan(views, classification, detach=True, allow_libvirt_detach=False, mo
         return dict(base, action=LIBVIRT_ONLY, steps=["libvirt_detach", "verify"],
                     reasons=["disk left on the domain only"])
 
-    _refuse_when_held_elsewhere(views)
+    refuse_when_held_elsewhere(views["cinder"], server["id"], views["volume_id"], "plan")
     reasons = ["%s: %s" % (p, _WHY[p]) for p in classification["problems"] if p in _WHY]
     reset_to = None
     if c.STUCK_DETACHING in problems:
@@ -139,11 +139,6 @@ def refuse_when_held_elsewhere(cinder, server_id, volume_id, step):
                 ", ".join(a["id"] for a in others), ", ".join(a["status"] for a in others),
                 server_id),
             step=step, held_by=[a["server_id"] for a in others])
-
-
-def _refuse_when_held_elsewhere(views):
-    refuse_when_held_elsewhere(views["cinder"], views["server"]["id"], views["volume_id"],
-                               "plan")
 
 
 def _refuse_when_compute_down(server):

@@ -3,7 +3,7 @@ what changed. Idempotent: run twice, the second run changes nothing. Every wait 
 Each takes a glue.StepContext (settings, a lazy OpenStack connection, SSH sessions)."""
 import datetime
 
-from dvremedy import classify, libvirt, novamanage, plan, views
+from dvremedy import admission, classify, libvirt, novamanage, plan, views
 from dvremedy.cloud import api, server_state, wait_for, wait_server, wait_volume
 from dvremedy.errors import CloudError, InputError, NotFound, NovaManageError, StateError
 from dvremedy.settings import require_uuid
@@ -15,8 +15,7 @@ def identify(ctx, server_id, volume_id, detach=True, allow_libvirt_detach=False,
     operation Nova is still running is in progress, not stuck), and the plan."""
     server_id = require_uuid("server_id", server_id)
     volume_id = require_uuid("volume_id", volume_id)
-    if mode not in ("manual", "automatic"):
-        raise InputError("mode must be manual or automatic, not %r" % (mode,), step="identify")
+    admission.require_mode(mode, "identify")
     stuck_after = ctx.settings.audit_stuck_after
     now = datetime.datetime.now(datetime.timezone.utc)
     seen = views.identify(ctx.conn, ctx.ssh, ctx.settings, server_id, volume_id,

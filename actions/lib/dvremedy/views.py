@@ -3,10 +3,12 @@
 The result is plain data (JSON-able): the classifier and the report work on it, tests build it
 by hand. The hypervisor is asked over SSH with `virsh dumpxml` (live and --inactive) and the
 disk is this volume's by its <serial> or alias ua-<volume_id> (openstack.md §5.1)."""
+import datetime
 import functools
 import re
 
 from dvremedy import libvirt
+from dvremedy.classify import parse_time
 from dvremedy.cloud import api
 from dvremedy.errors import NotFound, RemedyError
 
@@ -98,7 +100,6 @@ def recent_actions(conn, server_id, younger_than, now, step=STEP):
     """Nova's instance actions on the server that started less than `younger_than` seconds
     before `now`, newest first, each with whether every event of it has finished. None when
     Nova does not show them; [] when younger_than is 0 (the check is off)."""
-    from dvremedy.classify import parse_time
     if not younger_than:
         return []
     try:
@@ -134,7 +135,6 @@ def identify(conn, ssh_for_host, settings, server_id, volume_id, stuck_after=Non
     """All three views of (server, volume), plus the server's facts, its nova-compute service
     and Nova's recent instance actions. A hypervisor that cannot be read is reported as
     unreachable with the reason, never silently left out."""
-    import datetime
     now = now or datetime.datetime.now(datetime.timezone.utc)
     server = server_facts(conn, server_id)
     server["compute_service"] = (compute_service(conn, server["compute_host"])
