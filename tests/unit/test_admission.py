@@ -13,6 +13,7 @@ from dvremedy.settings import Settings
 
 from oslo_config import cfg
 from python_runner.python_action_wrapper import ActionService
+from st2common import config as st2_config
 
 from st2local.keys import KeyServer
 
@@ -31,6 +32,9 @@ class Wrapper(object):
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     server = KeyServer(str(tmp_path / "ds.json"))
+    # st2's [auth] options exist only once st2's config registered them (another module's
+    # import did that when this file ran after it; alone it failed with NoSuchGroupError)
+    st2_config.register_opts(ignore_errors=True)
     cfg.CONF.set_override("api_url", server.start()[:-len("/v1")], group="auth")
     monkeypatch.setenv("ST2_ACTION_AUTH_TOKEN", server.token)
     yield ActionService(Wrapper())
