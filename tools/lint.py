@@ -1,4 +1,4 @@
-"""Lint as the StackStorm-Exchange CI does (../shared/reference/stackstorm.md §10), in one run:
+"""Lint as the StackStorm-Exchange CI does (docs/stackstorm.md, "Lint"), in one run:
 compile, flake8 (max line length 100, the Exchange ignore list), pylint -E on actions/ and
 sensors/ (with st2 importable: run it with a pack venv's Python), every YAML parses, and the
 example pack config validates against config.schema.yaml with st2's own code (what

@@ -294,7 +294,8 @@ def test_entry_point_resolves_under_actions(path):
         return
     assert entry and not os.path.isabs(entry), "%s needs a relative entry_point" % path
     resolved = "actions/" + entry
-    # st2's get_pack_file_abs_path refuses any path that normalisation changes (stackstorm.md §3)
+    # st2's get_pack_file_abs_path refuses any path that normalisation changes
+    # (docs/stackstorm.md, "Action entry points")
     assert os.path.normpath("/" + resolved).lstrip("/") == resolved, resolved
     assert ".." not in entry.split("/"), resolved
     assert os.path.isfile(os.path.join(REPO, resolved)), resolved
@@ -581,7 +582,7 @@ def test_sensor_validator_refuses(change, text):
 # st2 renders any live parameter holding {{ or {% (nested mappings too) with Jinja and st2kv
 # when it schedules the execution; a `pattern` is checked when st2 creates the request, before.
 # So every string parameter, and every string inside an object parameter, has a pattern that
-# refuses the markers (stackstorm.md §4).
+# refuses the markers (docs/stackstorm.md, "Parameters are rendered again").
 
 MARKERS = ["{{", "{%", "{#", "{{ st2kv.system.x }}", "x{% if 1 %}y{% endif %}", "a{#c#}",
            "{{7*7}}", "web-{{x}}", "{%raw%}"]
@@ -641,3 +642,47 @@ def test_object_parameters_from_outside_have_patterned_fields_and_no_free_extras
                 "execution_id", "finding", "user", "channel"} <= fields, meta["name"]
         extra = schema.get("additionalProperties")
         assert extra is False or (extra.get("type") == "string" and "pattern" in extra)
+
+
+# -- the pack's explanations ship with it ---------------------------------------------------------
+# Comments and docs point at docs/ (which ships), never at notes beside the repository
+# (../shared/reference/*.md, "lab-trials", "§" section numbers): a reader of an installed pack
+# cannot follow those. Tests and development tools (tests/ tools/ lab/ bench/ .ci/) do not ship.
+
+NOT_SHIPPED = ("tests/", "tools/", "lab/", "bench/", ".ci/")
+OUTSIDE_POINTERS = ("shared/reference", "lab-trials", "\u00a7")
+
+
+def _shipped_files():
+    """Relative paths of the pack's tracked files outside NOT_SHIPPED (git ls-files; without a
+    git checkout, e.g. an installed pack, every file under the pack directory)."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, check=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+        paths = [p for p in out.decode("utf-8", "replace").split("\0") if p]
+    except (OSError, subprocess.CalledProcessError):
+        paths = []
+        for top, dirs, files in os.walk(REPO):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+            paths += [os.path.relpath(os.path.join(top, name), REPO) for name in files]
+    return sorted(p for p in paths if not p.startswith(NOT_SHIPPED))
+
+
+def test_PENDING_ISSUE_18_no_shipped_file_points_outside_the_repo():
+    """Fails while any shipped file still names ../shared/reference, lab-trials or a § section
+    (issue 18 repoints them at docs/); the message lists every offender with its lines."""
+    offenders = []
+    for rel in _shipped_files():
+        path = os.path.join(REPO, rel)
+        if not os.path.isfile(path):  # deleted in the working tree, not yet committed
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        if b"\0" in data:  # binary (icon.png)
+            continue
+        lines = [n for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1)
+                 if any(p in line for p in OUTSIDE_POINTERS)]
+        if lines:
+            offenders.append("%s:%s" % (rel, ",".join(map(str, lines))))
+    assert not offenders, "shipped files pointing outside the repo:\n  " + "\n  ".join(offenders)

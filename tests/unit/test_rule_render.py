@@ -35,7 +35,8 @@ def test_the_rule_is_on_and_listens_to_the_sensors_trigger():
 
 def rerender(params, rule_path=RULE):
     """What st2 does to the rule's parameters once more when it schedules the execution
-    (stackstorm.md §4): render_live_params over the live values, with no trigger context."""
+    (docs/stackstorm.md, "Parameters are rendered again"): render_live_params over the live
+    values, with no trigger context."""
     rule = load(rule_path)
     name = rule["action"]["ref"].partition(".")[2]
     action = load(os.path.join(REPO, "actions", name + ".yaml"))

@@ -1,8 +1,9 @@
 """tools/pylib/st2local conducts the fixture pack's REAL Orquesta workflow files with the orquesta
 StackStorm 3.9 pins (commit 5ba1467, 1.6.0+; Python 3.8 and 3.11), the way st2 drives it
-(stackstorm.md §8): parallel branches and joins, failure edges, with-items, retry, core.ask,
-sub-workflows, ctx().st2, st2's inspection, the injectable executor with a controlled completion
-order. Tests whose outcome is the engine version's are marked and gated on it."""
+(docs/stackstorm.md, "Orquesta traps"): parallel branches and joins, failure edges, with-items,
+retry, core.ask, sub-workflows, ctx().st2, st2's inspection, the injectable executor with a
+controlled completion order. Tests whose outcome is the engine version's are marked and gated on
+it."""
 import io
 import json
 import os
@@ -154,7 +155,7 @@ def test_ask_timeout_fails_the_task(run):
 
 
 def test_ask_timeout_straight_to_fail_ends_succeeded_as_in_st2(run):
-    """stackstorm.md §8: timeout, then resume, drops a `fail` reached while paused."""
+    """st2 times the inquiry out, then resumes: a `fail` reached while paused is dropped."""
     execution = run("ask_direct_fail", answer="timeout")
     assert by_id(execution, "approve")[0]["task_status"] == "failed"
     assert execution["status"] == "succeeded"
@@ -259,9 +260,9 @@ def connector_fails(params, call):
 
 @ORQUESTA_1_6
 def test_failing_branch_first_still_runs_the_join_on_orquesta_1_6(run):
-    """stackstorm.md §8: a failed() edge into a join, the failure reaching the engine while the
-    other branch is still running. orquesta 1.6 (st2 3.9) waits for the other branch and runs
-    the join (1.2.0 failed the workflow with UnreachableJoinError)."""
+    """A failed() edge into a join (docs/stackstorm.md, "Orquesta traps"), the failure reaching
+    the engine while the other branch is still running. orquesta 1.6 (st2 3.9) waits for the
+    other branch and runs the join (1.2.0 failed the workflow with UnreachableJoinError)."""
     execution = run("join_on_failure", executors={SUCCEED: connector_fails},
                     completion_order=["get_connector"])
     assert order(execution) == ["start", "get_connector", "stop_server", "refresh"]

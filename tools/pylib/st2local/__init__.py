@@ -1,5 +1,5 @@
 """st2local: run this pack's actions and Orquesta workflows locally on StackStorm's own code
-(README.md beside this file; ../shared/reference/stackstorm.md §3, §4, §8).
+(README.md beside this file; the st2 rules it follows: docs/stackstorm.md).
 
 run_action(pack, ref, parameters=None, from_cli=False, config=None, answer=None, answers=None,
            executors=None, completion_order=None, datastore_path=None, user="stanley",

@@ -4,16 +4,16 @@ copied from any upstream file), for the sensor tests and the sensor benchmark:
 - the inner message: oslo.messaging notifier._notify (message_id, publisher_id, event_type,
   priority, payload, timestamp "YYYY-MM-DD HH:MM:SS.ffffff" UTC without zone) plus what the AMQP
   driver adds (_unique_id, the request context flattened into _context_* keys)
-  (../shared/reference/openstack.md §2.4, lab-trials §12.6);
+  (docs/nova-notifications.md, "Wire format on RabbitMQ");
 - the envelope: messagingv2 = {"oslo.version": "2.0", "oslo.message": "<the message as a JSON
   string>"}; driver `messaging` (1.0) = the message itself;
 - the routing key <topic>.<priority>: versioned_notifications.info for instance.* events,
   versioned_notifications.error for compute.exception, notifications.error for the legacy
   detach_volume ERROR, notifications.info for legacy INFO events;
 - payloads: versioned ones as nova objects (nova_object.name/namespace/version/data) with the
-  InstancePayload fields (openstack.md §2.2, notification-samples/nova/common_payloads);
+  InstancePayload fields (docs/nova-notifications.md, "What a failed detach emits");
   the legacy detach_volume ERROR as {exception, args: {instance, volume_id, attachment_id}}
-  (openstack.md §2.2, lab-trials §12.3, §12.4);
+  (same section: `exception` a dict, or a string such as "ClientException()");
 - AMQP properties as Nova's rabbit driver sets them: application/json, utf-8, delivery_mode 2.
 """
 import datetime
@@ -179,7 +179,8 @@ def routing_key(msg):
 
 
 def break_2a(server, volume, host="compute-1"):
-    """What a detach with cinder-volume down emits (lab-trials §12.3), in Nova's order."""
+    """What a detach with cinder-volume down emits, in Nova's order: the .start, the legacy
+    detach_volume ERROR (exception "ClientException()"), then compute.exception."""
     request_id = new_request_id()
     return [detach_start(server, volume, host, request_id),
             legacy_error(server, volume, host, request_id, exception="ClientException()"),
