@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.detach (see detach.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.detach (see detach.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import detach
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import detach
 
 
 class Detach(Action):

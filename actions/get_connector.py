@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.get_connector (see get_connector.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.get_connector (see get_connector.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import get_connector
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import get_connector
 
 
 class GetConnector(Action):

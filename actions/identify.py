@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.identify (see identify.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.identify (see identify.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import identify
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import identify
 
 
 class Identify(Action):

@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.libvirt_detach (see libvirt_detach.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.libvirt_detach (see libvirt_detach.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import libvirt_detach
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import libvirt_detach
 
 
 class LibvirtDetach(Action):

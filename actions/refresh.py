@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.refresh (see refresh.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.refresh (see refresh.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import refresh
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import refresh
 
 
 class Refresh(Action):

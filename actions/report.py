@@ -1,7 +1,7 @@
-"""st2 glue for dvremedy.report.build_report (see report.yaml)."""
+"""st2 glue for dvremedy.model.report.build_report (see report.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.report import build_report
+from dvremedy.model.report import build_report
 
 
 class Report(Action):

@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.inquiry.respond_step (see respond.yaml)."""
+"""st2 glue for dvremedy.steps.respond.respond_step (see respond.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.inquiry import respond_step
+from dvremedy.runner import run_step
+from dvremedy.steps.respond import respond_step
 
 
 class Respond(Action):

@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.restore_power (see restore_power.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.restore_power (see restore_power.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import restore_power
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import restore_power
 
 
 class RestorePower(Action):

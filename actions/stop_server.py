@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.stop_server (see stop_server.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.stop_server (see stop_server.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import stop_server
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import stop_server
 
 
 class StopServer(Action):

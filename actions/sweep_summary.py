@@ -1,7 +1,7 @@
-"""st2 glue for dvremedy.sweep.summarize (see sweep_summary.yaml)."""
+"""st2 glue for dvremedy.model.sweep.summarize (see sweep_summary.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.sweep import summarize
+from dvremedy.model.sweep import summarize
 
 
 class SweepSummary(Action):

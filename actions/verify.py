@@ -1,8 +1,8 @@
-"""st2 glue for dvremedy.steps.verify (see verify.yaml)."""
+"""st2 glue for dvremedy.steps.remedy.verify (see verify.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.glue import run_step
-from dvremedy.steps import verify
+from dvremedy.runner import run_step
+from dvremedy.steps.remedy import verify
 
 
 class Verify(Action):

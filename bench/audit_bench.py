@@ -32,8 +32,10 @@ import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import labcloud
-from dvremedy import audit, correlate, hypervisors
-from dvremedy.cloud import connect
+from dvremedy.adapters import hypervisors
+from dvremedy.model import correlate
+from dvremedy.steps import audit
+from dvremedy.adapters.cloud import connect
 from dvremedy.settings import Settings
 
 SERVERS_PER_STEP = 25

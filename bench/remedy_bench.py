@@ -22,8 +22,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import labcloud
-from dvremedy import novamanage
-from dvremedy.sshclient import SSHSession, SSHTarget
+from dvremedy.adapters import novamanage
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 
 POLL = 0.1
 
@@ -149,7 +149,7 @@ def remedy_timing(execution):
 _OVERHEAD_PROBE = r"""
 import json, sys, time
 t0 = time.monotonic()
-from dvremedy.cloud import connect
+from dvremedy.adapters.cloud import connect
 from dvremedy.settings import Settings
 import openstack  # noqa: F401  (what the first call needs, imported lazily by the pack)
 t1 = time.monotonic()

@@ -20,7 +20,7 @@ from st2common.runners.base_action import Action
 from st2common.util import loader
 from st2tests.base import BaseActionTestCase
 
-from dvremedy import admission
+from dvremedy.steps import admission
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SID = "03549f61-9cee-4bdf-b5e9-39c18d815a06"
@@ -47,9 +47,9 @@ def no_outside_calls():
     """Patches that fail the test on any cloud, SSH or st2 API call."""
     def refuse(what):
         return mock.Mock(side_effect=AssertionError("%s was called" % what))
-    return [mock.patch("dvremedy.cloud.connect", refuse("the cloud")),
-            mock.patch("dvremedy.sshclient.SSHSession", refuse("SSH")),
-            mock.patch("dvremedy.inquiry.respond", refuse("st2's API"))]
+    return [mock.patch("dvremedy.adapters.cloud.connect", refuse("the cloud")),
+            mock.patch("dvremedy.adapters.sshclient.SSHSession", refuse("SSH")),
+            mock.patch("dvremedy.steps.respond.respond", refuse("st2's API"))]
 
 
 class PackActionTestCase(BaseActionTestCase):

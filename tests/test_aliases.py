@@ -26,10 +26,10 @@ from st2common.util.actionalias_matching import (match_command_to_alias,
                                                  normalise_alias_format_string)
 from st2tests.base import BaseActionAliasTestCase
 
-from dvremedy import attachments as attachments_step
+from dvremedy.steps import attachments as attachments_step
 from dvremedy.errors import InputError
-from dvremedy.inquiry import St2ApiError
-from dvremedy.report import build_report
+from dvremedy.steps.respond import St2ApiError
+from dvremedy.model.report import build_report
 from testsupport.rules import runner_parameters
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

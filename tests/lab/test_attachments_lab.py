@@ -12,8 +12,12 @@ import pytest
 from testsupport.lab import REPO, run_lab_tool
 from testsupport.labchecks import MALFORMED
 
-from dvremedy import attachments, glue, libvirt, steps, views
-from dvremedy.glue import run_step
+from dvremedy import runner
+
+from dvremedy.adapters import libvirt
+
+from dvremedy.steps import attachments, remedy, views
+from dvremedy.runner import run_step
 from dvremedy.settings import Settings
 
 
@@ -69,7 +73,7 @@ def test_every_volume_listed_with_its_class(lab, config, broken_server):
     assert summary[3].startswith("  /dev/sdc %s: nova_only" % broken)
     # the one classifier: the remedy's identify step says the same of each data volume
     for volume_id in (healthy, broken):
-        ok, seen = run_step(config, steps.identify, server_id=sid, volume_id=volume_id)
+        ok, seen = run_step(config, remedy.identify, server_id=sid, volume_id=volume_id)
         assert ok, seen
         assert seen["classification"]["class"] == rows[volume_id]["class"]
         assert seen["classification"]["problems"] == rows[volume_id]["problems"]
@@ -85,7 +89,7 @@ def _counting(calls, name, fn):
 def test_each_view_is_read_once_for_the_whole_server(lab, config, broken_server, monkeypatch):
     sid = broken_server["server_id"]
     calls = {}
-    ctx = glue.StepContext(Settings(config))
+    ctx = runner.StepContext(Settings(config))
     try:
         for proxy, method in ((ctx.conn.compute, "get_server"),
                               (ctx.conn.compute, "volume_attachments"),

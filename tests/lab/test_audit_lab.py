@@ -17,9 +17,9 @@ import labcloud
 from testsupport.lab import REPO, run_lab_tool
 from testsupport.labchecks import records
 
-from dvremedy import audit
-from dvremedy.cloud import connect
-from dvremedy.glue import run_step
+from dvremedy.steps import audit
+from dvremedy.adapters.cloud import connect
+from dvremedy.runner import run_step
 from dvremedy.settings import Settings
 
 
@@ -208,7 +208,7 @@ def test_requests_grow_with_pages_and_a_young_detach_is_in_progress(lab, config,
     sent = []
     hooked.session.session.hooks["response"].append(
         lambda response, *a, **k: sent.append((response.request.method, response.url)))
-    from dvremedy import hypervisors
+    from dvremedy.adapters import hypervisors
     report = audit.audit(hooked, hypervisors.session_opener(settings), settings,
                          scope="project", project=scenario["broken"].name,
                          cloud_name=settings.cloud)

@@ -1,5 +1,5 @@
 """The pack's steps against the lab's real services, called the way the actions call them
-(dvremedy.glue.run_step with the pack config written by lab/up): bad input gets a clear error
+(dvremedy.runner.run_step with the pack config written by lab/up): bad input gets a clear error
 and changes nothing; each step is idempotent."""
 import json
 import os
@@ -9,8 +9,8 @@ import pytest
 import labcloud
 from testsupport.labchecks import MALFORMED, state
 
-from dvremedy import steps
-from dvremedy.glue import run_step
+from dvremedy.steps import remedy
+from dvremedy.runner import run_step
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def config(lab):
 
 def test_identify_healthy_attachment(lab, conn, config, make_server):
     info = make_server()
-    ok, result = run_step(config, steps.identify, server_id=info["server_id"],
+    ok, result = run_step(config, remedy.identify, server_id=info["server_id"],
                           volume_id=info["volume_ids"][0])
     assert ok, result
     assert result["classification"]["class"] == "healthy"
@@ -43,8 +43,8 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(lab, conn, config, mak
               (sid, other["volume_ids"][0], "not attached"),
               (sid, boot, "boot volume")]
     for server_id, volume_id, text in cases:
-        for step in (steps.identify, steps.detach):
-            if step is steps.detach and text in ("not attached", "boot volume"):
+        for step in (remedy.identify, remedy.detach):
+            if step is remedy.detach and text in ("not attached", "boot volume"):
                 continue  # detach alone trusts identify's plan: the workflow runs identify
             ok, result = run_step(config, step, server_id=server_id, volume_id=volume_id)
             assert not ok, (step.__name__, server_id, volume_id, result)
@@ -58,7 +58,7 @@ def test_unreachable_host_and_host_key_mismatch_are_named(lab, conn, config, mak
     sid, vid = info["server_id"], info["volume_ids"][0]
     dead = dict(config, hosts={"address_map": dict(config["hosts"]["address_map"],
                                                    **{lab["compute_host"]: "127.0.0.9"})})
-    ok, result = run_step(dead, steps.get_connector, server_id=sid)
+    ok, result = run_step(dead, remedy.get_connector, server_id=sid)
     assert not ok and result["error"]["kind"] == "ssh"
     assert "127.0.0.9" in result["error"]["message"]
     known = tmp_path / "known_hosts"
@@ -70,10 +70,10 @@ def test_unreachable_host_and_host_key_mismatch_are_named(lab, conn, config, mak
         lab["controller_host"]])][0].split(" ", 1)[1]
     known.write_text("[%s]:%d %s\n" % (hv, lab["ssh"]["port"], ctl_key))
     mismatched = dict(config, ssh=dict(config["ssh"], known_hosts_file=str(known)))
-    ok, result = run_step(mismatched, steps.get_connector, server_id=sid)
+    ok, result = run_step(mismatched, remedy.get_connector, server_id=sid)
     assert not ok and result["error"]["kind"] == "ssh_host_key", result
     # identify reports the hypervisor as unreachable, naming why, and plans nothing
-    ok, result = run_step(mismatched, steps.identify, server_id=sid, volume_id=vid)
+    ok, result = run_step(mismatched, remedy.identify, server_id=sid, volume_id=vid)
     assert not ok and "hypervisor" in result["error"]["message"]
 
 
@@ -83,12 +83,12 @@ def test_connector_problems_are_refused_before_refresh(lab, conn, config, make_s
     conn.compute.stop_server(sid)
     labcloud.server_status(conn, sid, "SHUTOFF")
     before = state(lab, conn, info)
-    ok, good = run_step(config, steps.get_connector, server_id=sid)
+    ok, good = run_step(config, remedy.get_connector, server_id=sid)
     assert ok, good
     wrong = dict(good["connector"], host=lab["controller_host"])
     for connector, text in ((wrong, "rc 7"), ("{not json", "connector"),
                             ({"host": lab["compute_host"]}, "connector")):
-        ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+        ok, result = run_step(config, remedy.refresh, server_id=sid, volume_id=vid,
                               connector=connector)
         assert not ok, result
         assert text in json.dumps(result["error"]), result
@@ -100,19 +100,19 @@ def test_connector_problems_are_refused_before_refresh(lab, conn, config, make_s
 def test_refresh_exit_codes_surface_as_typed_errors(lab, conn, config, make_server):
     info = make_server()
     sid, vid = info["server_id"], info["volume_ids"][0]
-    ok, got = run_step(config, steps.get_connector, server_id=sid)
+    ok, got = run_step(config, remedy.get_connector, server_id=sid)
     assert ok, got
-    ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+    ok, result = run_step(config, remedy.refresh, server_id=sid, volume_id=vid,
                           connector=got["connector"])
     assert not ok and "stopped" in result["error"]["message"]  # checked before rc 5
     conn.compute.stop_server(sid)
     labcloud.server_status(conn, sid, "SHUTOFF")
     no_initiator = {k: v for k, v in got["connector"].items() if k != "initiator"}
-    ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+    ok, result = run_step(config, remedy.refresh, server_id=sid, volume_id=vid,
                           connector=no_initiator)
     assert not ok and result["error"]["exit_code"] == 2, result
     assert "initiator" in result["error"]["advice"]
-    ok, result = run_step(config, steps.refresh, server_id=sid, volume_id=vid,
+    ok, result = run_step(config, remedy.refresh, server_id=sid, volume_id=vid,
                           connector=got["connector"])
     assert ok, result  # a good refresh works from the state a failed one left
     conn.compute.start_server(sid)
@@ -120,11 +120,11 @@ def test_refresh_exit_codes_surface_as_typed_errors(lab, conn, config, make_serv
 
 
 def test_refresh_exit_codes_5_6_7_decoded_with_advice(lab, conn, config, make_server):
-    """The transport itself (dvremedy.novamanage over dvremedy.sshclient) against the real
+    """The transport itself (adapters.novamanage over adapters.sshclient) against the real
     nova-manage: the exit codes the steps normally pre-empt still come back typed."""
-    from dvremedy import novamanage
+    from dvremedy.adapters import novamanage
     from dvremedy.errors import NovaManageError
-    from dvremedy.sshclient import SSHSession, SSHTarget
+    from dvremedy.adapters.sshclient import SSHSession, SSHTarget
     info = make_server()
     other = make_server(data_volumes=1)
     sid, vid = info["server_id"], info["volume_ids"][0]
@@ -172,7 +172,7 @@ def test_identify_sees_the_attachments_of_a_tenants_volume(lab, conn, config):
         tenant = labcloud.connect_project(lab, project.id)
         info = labcloud.create_server(tenant, "tenant-server", data_volumes=1)
         vid = info["volume_ids"][0]
-        ok, result = run_step(config, steps.identify, server_id=info["server_id"],
+        ok, result = run_step(config, remedy.identify, server_id=info["server_id"],
                               volume_id=vid)
         assert ok, result
         assert result["views"]["server"]["project_id"] == project.id

@@ -6,9 +6,9 @@ import datetime
 
 import pytest
 
-from dvremedy.admission import admit, counter_key, decide
+from dvremedy.steps.admission import admit, counter_key, decide
 from dvremedy.errors import InputError
-from dvremedy.glue import StepContext
+from dvremedy.runner import StepContext
 from dvremedy.settings import Settings
 
 from oslo_config import cfg

@@ -1,4 +1,4 @@
-"""The audit's pure core (dvremedy.correlate): hand-built listings in the shapes the APIs give
+"""The audit's pure core (dvremedy.model.correlate): hand-built listings in the shapes the APIs give
 (servers/detail, volumes/detail, attachments/detail, os-volume_attachments at 2.89) and each
 host's domains, one per lab break, correlated, classified and given their remedy.
 
@@ -9,7 +9,11 @@ import datetime
 
 import pytest
 
-from dvremedy import audit, classify, correlate, inventory
+from dvremedy.adapters import inventory
+
+from dvremedy.model import classify, correlate
+
+from dvremedy.steps import audit
 from testsupport.audit_fakes import LONG_AGO, P1, P2, Cloud
 
 NOW = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)

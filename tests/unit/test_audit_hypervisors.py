@@ -1,6 +1,6 @@
-"""dvremedy.hypervisors: every host's domains read with ONE command per host, a bounded number
+"""adapters.hypervisors: every host's domains read with ONE command per host, a bounded number
 of hosts at a time, an unreadable host recorded with its reason; and the listing's parser
-(dvremedy.libvirt.all_domains_disks) on the outputs a host gives. The command runs for real
+(dvremedy.adapters.libvirt.all_domains_disks) on the outputs a host gives. The command runs for real
 (sh, and the lab's virsh stand-in reading domain files written here), only not over SSH."""
 import os
 import re
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from dvremedy import hypervisors, libvirt
+from dvremedy.adapters import hypervisors, libvirt
 from dvremedy.errors import SSHError
-from dvremedy.sshclient import CommandResult
+from dvremedy.adapters.sshclient import CommandResult
 from testsupport.audit_fakes import VIRSH, LocalSession, write_domains
 
 VOL_A = "0a0a0a0a-1111-4111-8111-000000000001"

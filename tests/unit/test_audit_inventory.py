@@ -1,4 +1,4 @@
-"""dvremedy.inventory: the audit's API reads over fake adapters that answer as Nova, Cinder and
+"""adapters.inventory: the audit's API reads over fake adapters that answer as Nova, Cinder and
 Keystone do (pages by limit and marker, next links where the real APIs send them, 403 and 404
 as real responses): pagination, the admin check, project look-up, microversions, the deep
 tier's 2.89 read."""
@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from dvremedy import inventory
+from dvremedy.adapters import inventory
 from dvremedy.errors import CloudError, ConfigError, InputError
 from testsupport.audit_fakes import FakeAdapter, pager
 

@@ -1,4 +1,4 @@
-"""dvremedy.audit end to end without a cloud: a hand-built cloud (testsupport.audit_fakes.Cloud)
+"""steps.audit end to end without a cloud: a hand-built cloud (testsupport.audit_fakes.Cloud)
 served by fake Nova, Cinder and Keystone adapters that page as the real APIs do, its hosts'
 domains read by the real one-command listing and the lab's virsh stand-in; requests counted
 per page; the report written as JSON and as a table; bad input refused before any call."""
@@ -11,7 +11,9 @@ import types
 
 import pytest
 
-from dvremedy import audit, hypervisors
+from dvremedy.adapters import hypervisors
+
+from dvremedy.steps import audit
 from dvremedy.errors import ConfigError, InputError
 from dvremedy.settings import Settings
 from testsupport.audit_fakes import (VIRSH, P1, P2, Cloud, FakeAdapter, LocalSession, pager,

@@ -3,7 +3,7 @@ each refused with an error that names what is wrong, and nothing changed.
 
 Each row: how the input arrives, the input, and the substrings the error must hold. Three ways
 in, all without the lab:
-- `step`: the pack's real step through dvremedy.glue.run_step (what every action runs), its
+- `step`: the pack's real step through dvremedy.runner.run_step (what every action runs), its
   cloud and SSH access routed to testsupport.badinputs.FakeCloud, a recording fake of the three
   views (Nova, Cinder, the hypervisor);
 - `remedy`: the real remedy workflow (st2local, orquesta at st2's pin) whose identify action is
@@ -28,9 +28,9 @@ from testsupport.badinputs import (BOOT_A, CONTROLLER, DATA_A, DATA_B, FREE, HOS
 from testsupport.labchecks import MALFORMED
 from testsupport.workflows import P, REPO
 
-from dvremedy import steps
+from dvremedy.steps import remedy as remedy_steps
 from dvremedy.errors import ConfigError
-from dvremedy.glue import run_step
+from dvremedy.runner import run_step
 from dvremedy.settings import Settings
 
 GOOD_CONNECTOR = {"host": HOST, "platform": "x86_64", "os_type": "linux", "ip": "10.0.0.11",
@@ -178,7 +178,7 @@ def cloud(monkeypatch):
 def _refused_step(fake, name, params, changes):
     config = merged(UNIT_CONFIG, changes)
     try:
-        ok, result = run_step(config, getattr(steps, name), **params)
+        ok, result = run_step(config, getattr(remedy_steps, name), **params)
     except Exception as exc:  # not a typed error: the action would crash with a traceback
         return "escaped %s: %s" % (type(exc).__name__, exc)
     assert not ok, "accepted: %s" % json.dumps(result)[:1500]
@@ -190,9 +190,9 @@ def _refused_remedy(fake, params, changes):
     ran = []
 
     def identify(p):
-        accepted = inspect.signature(steps.identify).parameters
+        accepted = inspect.signature(remedy_steps.identify).parameters
         kw = {k: v for k, v in p.items() if k in accepted and k != "ctx" and k != "cloud"}
-        ok, result = run_step(config, steps.identify, cloud=p.get("cloud") or None, **kw)
+        ok, result = run_step(config, remedy_steps.identify, cloud=p.get("cloud") or None, **kw)
         return py_result(result, status="succeeded" if ok else "failed")
 
     def recorder(name):
@@ -264,7 +264,7 @@ def test_the_fake_sees_a_mutation():
     mp = pytest.MonkeyPatch()
     try:
         install(mp, fake)
-        run_step(merged(UNIT_CONFIG, {"waits": {"detach": 0.01}}), steps.detach,
+        run_step(merged(UNIT_CONFIG, {"waits": {"detach": 0.01}}), remedy_steps.detach,
                  server_id=SERVER_A, volume_id=DATA_A)
     finally:
         mp.undo()

@@ -2,8 +2,10 @@
 config (with margin), and run_step refuses a config that does not fit before any call."""
 import pytest
 
-from dvremedy import budget, steps
-from dvremedy.glue import run_step
+from dvremedy import budget
+
+from dvremedy.steps import remedy
+from dvremedy.runner import run_step
 from dvremedy.settings import Settings
 
 SERVER = "03549f61-9cee-4bdf-b5e9-39c18d815a06"
@@ -23,7 +25,7 @@ def test_every_action_timeout_covers_its_worst_case_with_margin(action, config):
 def test_every_step_of_an_action_has_a_budget():
     for (module, name), action in budget.ACTION_OF.items():
         assert action in budget.STEPS and module.startswith("dvremedy.")
-    assert ("dvremedy.steps", steps.detach.__name__) in budget.ACTION_OF
+    assert ("dvremedy.steps.remedy", remedy.detach.__name__) in budget.ACTION_OF
 
 
 def test_the_worst_case_grows_with_each_bound():
@@ -46,9 +48,9 @@ class NoConnection(object):
 
 
 def test_a_config_that_cannot_fit_is_refused_by_the_step_before_any_call(monkeypatch):
-    import dvremedy.cloud
-    monkeypatch.setattr(dvremedy.cloud, "connect", lambda *a, **k: NoConnection())
-    ok, result = run_step({"cloud": "c", "waits": {"detach": 10000}}, steps.detach,
+    import dvremedy.adapters.cloud
+    monkeypatch.setattr(dvremedy.adapters.cloud, "connect", lambda *a, **k: NoConnection())
+    ok, result = run_step({"cloud": "c", "waits": {"detach": 10000}}, remedy.detach,
                           server_id=SERVER, volume_id=VOLUME)
     assert ok is False
     error = result["error"]
@@ -66,7 +68,7 @@ def test_a_config_that_fits_goes_on_to_the_step(monkeypatch):
     def fake_detach(ctx, server_id, volume_id):
         seen.append(server_id)
         return {"step": "detach"}
-    fake_detach.__module__, fake_detach.__name__ = "dvremedy.steps", "detach"
+    fake_detach.__module__, fake_detach.__name__ = "dvremedy.steps.remedy", "detach"
     ok, _ = run_step({"waits": {"detach": 200}}, fake_detach, server_id=SERVER,
                      volume_id=VOLUME)
     assert ok and seen == [SERVER]

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dvremedy.cloud import api, connect
+from dvremedy.adapters.cloud import api, connect
 from dvremedy.errors import CloudError
 from dvremedy.settings import Settings
 from testsupport import sshd as sshd_helper

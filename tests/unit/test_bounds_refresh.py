@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from dvremedy import novamanage
+from dvremedy.adapters import novamanage
 from dvremedy.errors import InputError, NovaManageError
 from dvremedy.settings import Settings
-from dvremedy.sshclient import SSHSession, SSHTarget
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 
 SERVER = "03549f61-9cee-4bdf-b5e9-39c18d815a06"
 VOLUME = "4abf2cfe-5208-47bb-9a72-15114a722113"
@@ -101,8 +101,8 @@ def test_the_refresh_wait_defaults_to_waits_refresh_and_its_timeout_names_it(fak
 # -- item 4: the host cleans up, whatever happens to this side ----------------------------------
 
 KILLED_SIDE = """import json, sys
-from dvremedy import novamanage
-from dvremedy.sshclient import SSHSession, SSHTarget
+from dvremedy.adapters import novamanage
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 with SSHSession(SSHTarget(**json.loads(sys.argv[1]))) as session:
     novamanage.refresh(session, ["nova-manage"], {server!r}, {volume!r}, json.loads(sys.argv[2]))
 """

@@ -3,9 +3,9 @@ novamanage.refresh takes as staging=), waits.refresh and ssh.connect_retries, an
 reach the SSH target."""
 import pytest
 
-from dvremedy import novamanage
+from dvremedy.adapters import novamanage
 from dvremedy.errors import ConfigError
-from dvremedy.glue import ssh_target
+from dvremedy.runner import ssh_target
 from dvremedy.settings import Settings
 
 

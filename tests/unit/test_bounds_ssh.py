@@ -10,9 +10,9 @@ import time
 import pytest
 
 from testsupport import sshd as sshd_helper
-from dvremedy import sshclient
+from dvremedy.adapters import sshclient
 from dvremedy.errors import CommandError, HostKeyError, SSHError
-from dvremedy.sshclient import SSHSession, SSHTarget, bound_on_host
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget, bound_on_host
 
 JOIN_SECONDS = 15   # a hang fails the test instead of blocking the run
 

@@ -4,9 +4,9 @@ import copy
 
 import pytest
 
-from dvremedy import classify as c
+from dvremedy.model import classify as c
 from dvremedy.errors import InputError, StateError
-from dvremedy.plan import make_plan
+from dvremedy.model.plan import make_plan
 from testsupport.views import ATT, ATT2, OTHER, broken, healthy
 
 

@@ -1,7 +1,7 @@
 """Waits: a deadline, a failure set, progress on every change of state (injected clock)."""
 import pytest
 
-from dvremedy.cloud import wait_for
+from dvremedy.adapters.cloud import wait_for
 from dvremedy.errors import StateError, WaitTimeout
 
 

@@ -1,4 +1,4 @@
-"""dvremedy.libvirt: domain XML and domblklist parsing from our own fixtures, matching disks to
+"""adapters.libvirt: domain XML and domblklist parsing from our own fixtures, matching disks to
 volumes, and the virsh calls over a real sshd against the lab's virsh stand-in
 (lab/files/virsh.py, reading domain JSON files built here)."""
 import json
@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from dvremedy import libvirt
+from dvremedy.adapters import libvirt
 from dvremedy.errors import InputError, LibvirtError, NotFound
-from dvremedy.sshclient import SSHSession, SSHTarget
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(TESTS_DIR, "fixtures", "libvirt")

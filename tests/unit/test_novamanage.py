@@ -1,4 +1,4 @@
-"""dvremedy.novamanage: connector validation, and get_connector / show / refresh over a real
+"""adapters.novamanage: connector validation, and get_connector / show / refresh over a real
 sshd against fake `nova-manage` and `docker` scripts (canned output and exit codes). The real
 nova-manage is exercised by the lab tier."""
 import getpass
@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from dvremedy import novamanage
+from dvremedy.adapters import novamanage
 from dvremedy.errors import CommandError, InputError, NotFound, NovaManageError
-from dvremedy.sshclient import SSHSession, SSHTarget
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 
 SERVER = "03549f61-9cee-4bdf-b5e9-39c18d815a06"
 VOLUME = "4abf2cfe-5208-47bb-9a72-15114a722113"

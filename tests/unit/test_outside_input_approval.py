@@ -6,7 +6,7 @@ the refusal and that no PUT reached /v1/inquiries/."""
 import pytest
 
 from dvremedy.errors import ConfigError, InputError
-from dvremedy.inquiry import NotApprover, respond_step
+from dvremedy.steps.respond import NotApprover, respond_step
 from testsupport.st2api import (EXECUTION, PENDING, REPO, TOKEN, approvers, chat_context,
                                 ctx_for, env_for)
 

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dvremedy import classify, plan, steps, views
+from dvremedy.model import classify, plan
+
+from dvremedy.steps import remedy, views
 from dvremedy.errors import CloudError, InputError, NovaManageError, StateError
 from dvremedy.settings import Settings
 from testsupport.views import ATT2, OTHER, SERVER, VOLUME, broken, healthy
@@ -51,7 +53,7 @@ def test_a_multiattach_volume_another_server_holds_is_not_refused():
 def test_the_reset_target_counts_only_this_servers_attachments():
     v = held_by_other(broken("1"), multiattach=True)
     # before: another server's `detaching` record made this volume "stuck" -> reset available
-    assert steps._reset_target(v["cinder"], SERVER) is None
+    assert remedy._reset_target(v["cinder"], SERVER) is None
 
 
 def test_a_down_nova_compute_is_refused_before_anything():
@@ -173,7 +175,7 @@ def attachments_of(monkeypatch):
 
 
 def refresh_with(monkeypatch, attachments_of, outcomes, srv, vol, attachments=(), **answers):
-    """Run steps.refresh with novamanage.refresh answering `outcomes` in turn."""
+    """Run remedy.refresh with novamanage.refresh answering `outcomes` in turn."""
     log = []
     ctx, records = fake_ctx(log, srv, vol, attachments, **answers)
     attachments_of(records)
@@ -185,7 +187,7 @@ def refresh_with(monkeypatch, attachments_of, outcomes, srv, vol, attachments=()
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
-    monkeypatch.setattr(steps.novamanage, "refresh", fake_refresh)
+    monkeypatch.setattr(remedy.novamanage, "refresh", fake_refresh)
     return ctx, log, calls
 
 
@@ -195,7 +197,7 @@ def test_refresh_refuses_a_volume_another_server_holds_before_any_reset(
         monkeypatch, attachments_of, [{"exit_code": 0}], server(), volume("detaching"),
         [{"id": ATT2, "status": "detaching", "server_id": OTHER}])
     with pytest.raises(StateError, match="held by server %s" % OTHER):
-        steps.refresh(ctx, SERVER, VOLUME, CONNECTOR)
+        remedy.refresh(ctx, SERVER, VOLUME, CONNECTOR)
     assert not calls
     assert not [c for c in log if c[0] in ("reset_volume_status", "stop_server")]
 
@@ -210,7 +212,7 @@ def test_a_locked_instance_is_unlocked_for_refresh_and_locked_again_with_its_rea
     ctx, log, calls = refresh_with(monkeypatch, attachments_of, [needs_unlock(),
                                                                  {"exit_code": 0}],
                                    server(locked=True, reason="ticket 42"), volume())
-    out = steps.refresh(ctx, SERVER, VOLUME, CONNECTOR)
+    out = remedy.refresh(ctx, SERVER, VOLUME, CONNECTOR)
     names = [c[0] for c in log if c[0] in ("unlock_server", "lock_server")]
     assert names == ["unlock_server", "lock_server"] and len(calls) == 2
     assert [c[2] for c in log if c[0] == "lock_server"] == [{"locked_reason": "ticket 42"}]
@@ -223,7 +225,7 @@ def test_the_lock_comes_back_when_the_second_refresh_fails_too(monkeypatch, atta
     ctx, log, _ = refresh_with(monkeypatch, attachments_of, [needs_unlock(), failed],
                                server(locked=True, reason="r"), volume())
     with pytest.raises(NovaManageError) as err:
-        steps.refresh(ctx, SERVER, VOLUME, CONNECTOR)
+        remedy.refresh(ctx, SERVER, VOLUME, CONNECTOR)
     locks = [c[0] for c in log if c[0].endswith("lock_server")]
     assert locks == ["unlock_server", "lock_server"]
     assert "left SHUTOFF on purpose" in err.value.details["leave_off"]["reason"]
@@ -234,7 +236,7 @@ def test_an_admins_lock_the_owner_cannot_lift_is_named(monkeypatch, attachments_
     ctx, log, calls = refresh_with(monkeypatch, attachments_of, [needs_unlock()],
                                    server(locked=True), volume(), unlock_server=refused)
     with pytest.raises(StateError) as err:
-        steps.refresh(ctx, SERVER, VOLUME, CONNECTOR)
+        remedy.refresh(ctx, SERVER, VOLUME, CONNECTOR)
     assert "locked_by admin" in err.value.message and len(calls) == 1
     assert "leave_off" not in err.value.details      # nothing was refreshed: power comes back
 
@@ -245,7 +247,7 @@ def test_a_refresh_that_started_and_failed_says_to_leave_the_server_off(
                                 refresh_started=True)
     ctx, _, _ = refresh_with(monkeypatch, attachments_of, [timed_out], server(), volume())
     with pytest.raises(NovaManageError) as err:
-        steps.refresh(ctx, SERVER, VOLUME, CONNECTOR)
+        remedy.refresh(ctx, SERVER, VOLUME, CONNECTOR)
     left = err.value.details["leave_off"]
     assert left["reason"].startswith("refresh timed out")
     assert "openstack server event list %s" % SERVER in left["next"]
@@ -255,7 +257,7 @@ def test_a_refresh_that_never_started_lets_the_power_come_back(monkeypatch, atta
     not_sent = NovaManageError("upload failed", step="refresh", refresh_started=False)
     ctx, _, _ = refresh_with(monkeypatch, attachments_of, [not_sent], server(), volume())
     with pytest.raises(NovaManageError) as err:
-        steps.refresh(ctx, SERVER, VOLUME, CONNECTOR)
+        remedy.refresh(ctx, SERVER, VOLUME, CONNECTOR)
     assert "leave_off" not in err.value.details
 
 
@@ -275,7 +277,7 @@ def test_virsh_detach_disk_is_refused_on_what_is_or_may_be_the_boot_volume(
     ctx, _ = fake_ctx(log, srv, volume(bootable=bootable), volume_attachments=attached)
     ctx.ssh = lambda host: pytest.fail("no SSH before the boot guard")
     with pytest.raises(StateError, match="boot volume"):
-        steps.libvirt_detach(ctx, SERVER, VOLUME, allow=True)
+        remedy.libvirt_detach(ctx, SERVER, VOLUME, allow=True)
 
 
 # the reads -----------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from dvremedy.errors import ConfigError, InputError
-from dvremedy.glue import run_step
-from dvremedy.inquiry import NotApprover, St2ApiError, respond, respond_step
+from dvremedy.runner import run_step
+from dvremedy.steps.respond import NotApprover, St2ApiError, respond, respond_step
 
 from testsupport.st2api import (ANSWERED, BOT, EXECUTION, EXPIRED, ONLY_ALICE, OTHER_SCHEMA,
                                 PENDING, REPO, TOKEN, UNKNOWN, approvers, chat_context, ctx_for,
@@ -362,7 +362,7 @@ def test_the_api_unreachable_is_a_clear_error_and_nothing_is_posted():
 # the remedy's report shows who answered, once the workflow hands `by` over ------------------
 
 def test_the_report_names_who_approved_when_the_approval_carries_it(api):
-    from dvremedy.report import build_report
+    from dvremedy.model.report import build_report
     answer = step(api, PENDING, True)["response"]  # what the core.ask task's result keeps
     approval = {"asked": True, "answer": "approved", "route": "dangling_volume",
                 "reason": "approved", "by": answer["by"]}

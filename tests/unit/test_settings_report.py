@@ -3,7 +3,7 @@ parameter validation, and the report a person and a machine read."""
 import pytest
 
 from dvremedy.errors import ConfigError, InputError
-from dvremedy.report import build_report
+from dvremedy.model.report import build_report
 from dvremedy.settings import Settings, require_uuid
 
 

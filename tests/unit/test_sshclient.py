@@ -1,4 +1,4 @@
-"""dvremedy.sshclient against a real OpenSSH sshd (tools/pylib/testsupport/sshd.py): quoting,
+"""adapters.sshclient against a real OpenSSH sshd (tools/pylib/testsupport/sshd.py): quoting,
 exit codes, stdin, timeouts, SFTP upload/remove, host-key verification, auth failures, jump
 hosts, the pool."""
 import os
@@ -11,7 +11,7 @@ import pytest
 
 from testsupport import sshd as sshd_helper
 from dvremedy.errors import CommandError, HostKeyError, InputError, SSHError
-from dvremedy.sshclient import SSHPool, SSHSession, SSHTarget, quote_argv
+from dvremedy.adapters.sshclient import SSHPool, SSHSession, SSHTarget, quote_argv
 
 
 def target(server, **overrides):

@@ -1,4 +1,4 @@
-"""Text from the cloud is data: every result an action returns through dvremedy.glue.run_step
+"""Text from the cloud is data: every result an action returns through dvremedy.runner.run_step
 (the only way the pack's steps reach st2) carries no Jinja marker, since the workflow hands
 results to the next actions as parameters and st2 renders any parameter holding one. Checked
 with st2 3.9's own render_live_params: a result rendered as a live parameter comes back
@@ -6,7 +6,7 @@ unchanged."""
 import pytest
 
 from dvremedy.errors import RemedyError
-from dvremedy.glue import inert, run_step
+from dvremedy.runner import inert, run_step
 
 HOSTILE = ["{{ st2kv.system.secret | decrypt_kv }}", "{% for x in range(9) %}x{% endfor %}",
            "{# hidden #}", "{{{ 7*7 }}}", "{{{{", "{%{#{{", "a{b}c {x} {", "ok"]

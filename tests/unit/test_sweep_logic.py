@@ -1,5 +1,5 @@
-"""The sweep's pure choices and summary (dvremedy.sweep), on both Pythons."""
-from dvremedy.sweep import plan_sweep, summarize
+"""The sweep's pure choices and summary (dvremedy.model.sweep), on both Pythons."""
+from dvremedy.model.sweep import plan_sweep, summarize
 
 F = {"server_id": "s1", "volume_id": "v1", "class": "nova_only"}
 

@@ -32,7 +32,7 @@ def api(s, calls=1):
 
 def ssh_connect(s, hosts=1):
     """Connecting to `hosts` hosts in turn, each with every retry and its backoff."""
-    from dvremedy.sshclient import CONNECT_BACKOFF
+    from dvremedy.adapters.sshclient import CONNECT_BACKOFF
     stages = CONNECT_STAGES * s.ssh_connect_timeout
     if s.ssh_jump_host:     # the jump host's own stages, then the forwarded channel
         stages += CONNECT_STAGES * s.ssh_connect_timeout + s.ssh_connect_timeout
@@ -43,7 +43,7 @@ def ssh_connect(s, hosts=1):
 
 def command(s, seconds=None, bounded=True):
     """One remote command: its channel, its time, the host's kill grace and our wait past it."""
-    from dvremedy.sshclient import HOST_GRACE, KILL_AFTER
+    from dvremedy.adapters.sshclient import HOST_GRACE, KILL_AFTER
     seconds = s.ssh_command_timeout if seconds is None else seconds
     return s.ssh_connect_timeout + seconds + ((KILL_AFTER + HOST_GRACE) if bounded else 0)
 
@@ -124,10 +124,10 @@ STEPS = {   # action name: (worst case, the config keys it grows with)
     "attachments": (attachments, API_KEYS + SSH_KEYS),
 }
 # the step function each action runs -> its action (the audit scales with the cloud: no check)
-ACTION_OF = {("dvremedy.steps", name): name for name in
+ACTION_OF = {("dvremedy.steps.remedy", name): name for name in
              ("identify", "verify", "stop_server", "restore_power", "get_connector",
               "detach", "refresh", "libvirt_detach")}
-ACTION_OF[("dvremedy.attachments", "list_attachments")] = "attachments"
+ACTION_OF[("dvremedy.steps.attachments", "list_attachments")] = "attachments"
 
 
 def worst_case(action, settings):

@@ -11,8 +11,10 @@ import uuid
 
 import requests
 
-from dvremedy import correlate, inventory
-from dvremedy.sshclient import CommandResult
+from dvremedy.adapters import inventory
+
+from dvremedy.model import correlate
+from dvremedy.adapters.sshclient import CommandResult
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__)))))
@@ -22,7 +24,7 @@ LONG_AGO = "2025-11-25T09:00:00.000000"      # a year and three hours before the
 P1, P2 = "a" * 32, "b" * 32
 
 
-# -- a hand-built cloud (dvremedy.correlate's and dvremedy.audit's tests) -----------------------
+# -- a hand-built cloud (dvremedy.model.correlate's and dvremedy.steps.audit's tests) -------------
 
 def _uuid(prefix, n):
     return str(uuid.UUID(int=(prefix << 96) + n))
@@ -216,7 +218,7 @@ class Cloud(object):
             inv["volumes"][vid] = inventory.volume_facts(v) if v else None
 
 
-# -- fake API adapters (dvremedy.inventory's tests) ---------------------------------------------
+# -- fake API adapters (dvremedy.adapters.inventory's tests) --------------------------------------
 
 def response(status, body, url="http://api.example/x"):
     r = requests.models.Response()
@@ -269,7 +271,7 @@ def pager(items, key, links=True):
     return handle
 
 
-# -- hypervisors read on this machine (dvremedy.hypervisors' tests) ----------------------------
+# -- hypervisors read on this machine (dvremedy.adapters.hypervisors' tests) ----------------------
 
 def write_domains(lab_dir, domains):
     """domains: {name: (uuid, power, live disks, config disks)} as the lab's driver keeps them."""

@@ -2,8 +2,8 @@
 
 Unit side: FakeCloud, a recording stand-in for the three views (Nova, Cinder, the hypervisor)
 behind the pack's real steps. install() puts it where the steps reach the cloud (the lazy
-dvremedy.cloud.connect, dvremedy.sshclient.SSHSession, the attachment-record listing), so the
-steps run unchanged through dvremedy.glue.run_step. Every call is recorded; mutations() lists
+adapters.cloud.connect, adapters.sshclient.SSHSession, the attachment-record listing), so the
+steps run unchanged through dvremedy.runner.run_step. Every call is recorded; mutations() lists
 the ones that would change something (any compute/block-storage call that is not a read, any
 remote command that is not a read, any upload): a refused input must leave it empty.
 
@@ -15,7 +15,7 @@ import subprocess
 import types
 import uuid
 
-from dvremedy.sshclient import CommandResult
+from dvremedy.adapters.sshclient import CommandResult
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__)))))
@@ -164,7 +164,7 @@ class _Conn(object):
 
 
 class _AttachmentList(object):
-    """dvremedy.views._attachment_list_type(): Cinder's attachment records (3.27+)."""
+    """dvremedy.steps.views._attachment_list_type(): Cinder's attachment records (3.27+)."""
 
     def __init__(self, cloud):
         self._cloud = cloud
@@ -229,8 +229,9 @@ class _Session(object):
 
 def install(monkeypatch, cloud):
     """Route the steps' cloud and SSH access to `cloud` for one test."""
-    from dvremedy import cloud as cloud_mod
-    from dvremedy import sshclient, views
+    from dvremedy.adapters import cloud as cloud_mod
+    from dvremedy.adapters import sshclient
+    from dvremedy.steps import views
     monkeypatch.setattr(cloud_mod, "connect", lambda settings, name=None: _Conn(cloud))
     monkeypatch.setattr(sshclient, "SSHSession", cloud.session)
     monkeypatch.setattr(views, "_attachment_list_type", lambda: cloud.attachment_list)

@@ -155,7 +155,7 @@ class SSHServer(object):
         return "[%s]:%d %s" % (self.address, self.port, public_key(key_path or self.host_key))
 
     def target_args(self, **overrides):
-        """Keyword arguments for dvremedy.sshclient.SSHTarget reaching this server."""
+        """Keyword arguments for dvremedy.adapters.sshclient.SSHTarget reaching this server."""
         args = dict(host="test-" + self.name, address=self.address, port=self.port,
                     user=self.user, key_file=self.client_key,
                     known_hosts_file=self.known_hosts, connect_timeout=5, command_timeout=20)

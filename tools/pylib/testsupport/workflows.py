@@ -4,8 +4,8 @@ import os
 import st2local
 from st2local import py_result
 
-from dvremedy.classify import classify
-from dvremedy.plan import make_plan
+from dvremedy.model.classify import classify
+from dvremedy.model.plan import make_plan
 from testsupport.views import SERVER, VOLUME
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(

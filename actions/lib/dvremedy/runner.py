@@ -22,14 +22,14 @@ class StepContext:
     @property
     def conn(self):
         if self._conn is None:
-            from dvremedy.cloud import connect
+            from dvremedy.adapters.cloud import connect
             self._conn = connect(self.settings, self.cloud)
         return self._conn
 
     def ssh(self, host):
         """The SSH session to a Nova host name (one per host within an action)."""
         if host not in self._sessions:
-            from dvremedy.sshclient import SSHSession
+            from dvremedy.adapters.sshclient import SSHSession
             self.settings.require_ssh_key()
             session = SSHSession(ssh_target(self.settings, host))
             session.__enter__()
@@ -67,7 +67,7 @@ class StepContext:
 def ssh_target(settings, host):
     """How to reach a Nova host name over SSH, from the pack's settings (a jump host included):
     the one place the remedy's steps and the audit's hypervisor reads build it."""
-    from dvremedy.sshclient import SSHTarget
+    from dvremedy.adapters.sshclient import SSHTarget
     s = settings
     jump = None
     if s.ssh_jump_host:

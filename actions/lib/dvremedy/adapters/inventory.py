@@ -4,12 +4,12 @@ attachment records, plus the few single reads the deep tier needs. Read only.
 
 Everything here grows with PAGES, not with servers: one request per page of `page_size`
 items. Results are plain dicts (JSON-able) in the shapes views.identify() uses, so the
-correlation (dvremedy.correlate) and its tests never see an SDK object. Each request goes
+correlation (dvremedy.model.correlate) and its tests never see an SDK object. Each request goes
 through the connection's own adapters (conn.compute, conn.block_storage, conn.identity),
 bounded by the connection's api_timeout, and any failure becomes a typed error (cloud.api)."""
 import re
 
-from dvremedy.cloud import api
+from dvremedy.adapters.cloud import api
 from dvremedy.errors import ConfigError, InputError, NotFound
 
 STEP = "audit"

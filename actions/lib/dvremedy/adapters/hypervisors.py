@@ -8,7 +8,7 @@ import concurrent.futures
 import re
 import time
 
-from dvremedy import libvirt
+from dvremedy.adapters import libvirt
 from dvremedy.errors import RemedyError
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -19,8 +19,8 @@ _VOLUME_IN_SOURCE = re.compile(r"volume-(%s)" % _UUID.pattern)
 def session_opener(settings):
     """open_session(host) -> an SSHSession to use as a context manager. The audit needs no
     controller, only the SSH key (the remedy also needs a controller: settings.require_ssh)."""
-    from dvremedy.glue import ssh_target
-    from dvremedy.sshclient import SSHSession
+    from dvremedy.runner import ssh_target
+    from dvremedy.adapters.sshclient import SSHSession
 
     def open_session(host):
         return SSHSession(ssh_target(settings, host))

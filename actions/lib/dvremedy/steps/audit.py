@@ -2,14 +2,14 @@
 
 1. Fast tier, in pages: Nova's servers (attached volume ids, compute host), Cinder's volumes
    (status, attachments) and, on volume API 3.27+, Cinder's attachment records.
-2. Hypervisors, meanwhile: one SSH connection and one command per host (dvremedy.hypervisors).
+2. Hypervisors, meanwhile: one SSH connection and one command per host (adapters.hypervisors).
 3. What a view names but no listing holds is looked up once (a deleted server: an orphan
    attachment; a domain no server has: asked of Nova again for that host).
 4. Deep tier: each suspect server's attachments at compute 2.89 (attachment id, BDM); every
    server's with deep=true, the only way to see an attachment-id mismatch on a server that
    otherwise looks healthy.
 5. Every (server, volume) classified by the one classifier, with the remedy that applies
-   (dvremedy.correlate); the full report written as JSON and as a table, a small summary
+   (dvremedy.model.correlate); the full report written as JSON and as a table, a small summary
    returned (st2 keeps action results in its database).
 
 Takes its connections as arguments (`conn`, `open_session(host)`); never imports st2."""
@@ -21,14 +21,16 @@ import re
 import tempfile
 import time
 
-from dvremedy import correlate, hypervisors, inventory
+from dvremedy.adapters import hypervisors, inventory
+
+from dvremedy.model import correlate
 from dvremedy.errors import ConfigError, InputError
 from dvremedy.settings import RELOAD
 
 STEP = "audit"
 SCOPES = ("all", "project", "host")
 PACK_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                         "..", "..", ".."))
+                                         "..", "..", "..", ".."))
 SUMMARY_REMEDIES = 50     # remedy inputs listed in the action result; the report has them all
 
 

@@ -7,9 +7,9 @@ import datetime
 import functools
 import re
 
-from dvremedy import libvirt
-from dvremedy.classify import parse_time
-from dvremedy.cloud import api
+from dvremedy.adapters import libvirt
+from dvremedy.model.classify import parse_time
+from dvremedy.adapters.cloud import api
 from dvremedy.errors import NotFound, RemedyError
 
 STEP = "identify"

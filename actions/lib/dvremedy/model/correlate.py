@@ -12,9 +12,10 @@ An `inventory` is a dict:
   deep         {server_id: inventory.server_attachments(...)} for servers read at 2.89
   scope        {"kind": "all" | "project" | "host", "project_id", "host"}
 """
-from dvremedy import classify, libvirt, plan
+from dvremedy.adapters import libvirt
+from dvremedy.model import classify, plan
 from dvremedy.errors import InputError, StateError
-from dvremedy.hypervisors import volume_ids_on_domain
+from dvremedy.adapters.hypervisors import volume_ids_on_domain
 
 REMEDY_ACTION = "dangling_volume.remedy"
 UNVERIFIED = "unverified"     # only the hypervisor could not be read: not a finding

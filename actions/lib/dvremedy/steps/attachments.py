@@ -1,7 +1,8 @@
 """The `attachments` step: every volume attached to one server, each classified by the one
-classifier (dvremedy.classify) from the same views the remedy's identify step reads. Read only.
-Takes a glue.StepContext, like the steps in dvremedy.steps."""
-from dvremedy import classify, views
+classifier (model.classify) from the same views the remedy's identify step reads. Read only.
+Takes a glue.StepContext, like the steps in dvremedy.steps.remedy."""
+from dvremedy.model import classify
+from dvremedy.steps import views
 from dvremedy.settings import require_uuid
 
 

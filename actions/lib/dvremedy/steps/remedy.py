@@ -3,8 +3,12 @@ what changed. Idempotent: run twice, the second run changes nothing. Every wait 
 Each takes a glue.StepContext (settings, a lazy OpenStack connection, SSH sessions)."""
 import datetime
 
-from dvremedy import admission, classify, libvirt, novamanage, plan, views
-from dvremedy.cloud import api, server_state, wait_for, wait_server, wait_volume
+from dvremedy.adapters import libvirt, novamanage
+
+from dvremedy.model import classify, plan
+
+from dvremedy.steps import admission, views
+from dvremedy.adapters.cloud import api, server_state, wait_for, wait_server, wait_volume
 from dvremedy.errors import CloudError, InputError, NotFound, NovaManageError, StateError
 from dvremedy.settings import require_uuid
 

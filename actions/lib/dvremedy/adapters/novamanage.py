@@ -15,7 +15,7 @@ import uuid
 from dvremedy.errors import (CommandError, InputError, NotFound, NovaManageError, RemedyError,
                              SSHError, tail)
 from dvremedy.settings import OWNER_PATTERN
-from dvremedy.sshclient import bound_on_host, quote_argv
+from dvremedy.adapters.sshclient import bound_on_host, quote_argv
 
 LOG = logging.getLogger(__name__)
 
