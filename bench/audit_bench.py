@@ -32,7 +32,7 @@ import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import labcloud
-from dvremedy.adapters import hypervisors
+from dvremedy.runner import session_opener
 from dvremedy.model import correlate
 from dvremedy.steps import audit
 from dvremedy.adapters.cloud import connect
@@ -74,7 +74,7 @@ def fast_tier(settings, project_id):
 def full_audit(settings, project_id):
     conn, sent = hooked_connection(settings)
     started = time.monotonic()
-    report = audit.audit(conn, hypervisors.session_opener(settings), settings,
+    report = audit.audit(conn, session_opener(settings), settings,
                          scope="project", project=project_id, cloud_name=settings.cloud)
     wall = time.monotonic() - started
     conn.close()

@@ -19,7 +19,7 @@ from testsupport.labchecks import records
 
 from dvremedy.steps import audit
 from dvremedy.adapters.cloud import connect
-from dvremedy.runner import run_step
+from dvremedy.runner import run_step, session_opener
 from dvremedy.settings import Settings
 
 
@@ -208,8 +208,7 @@ def test_requests_grow_with_pages_and_a_young_detach_is_in_progress(lab, config,
     sent = []
     hooked.session.session.hooks["response"].append(
         lambda response, *a, **k: sent.append((response.request.method, response.url)))
-    from dvremedy.adapters import hypervisors
-    report = audit.audit(hooked, hypervisors.session_opener(settings), settings,
+    report = audit.audit(hooked, session_opener(settings), settings,
                          scope="project", project=scenario["broken"].name,
                          cloud_name=settings.cloud)
     s = scenario["servers"]

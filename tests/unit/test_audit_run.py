@@ -11,7 +11,6 @@ import types
 
 import pytest
 
-from dvremedy.adapters import hypervisors
 
 from dvremedy.steps import audit
 from dvremedy.errors import ConfigError, InputError
@@ -261,14 +260,13 @@ def test_a_member_cloud_is_refused_before_anything_is_listed(broken_cloud, tmp_p
 
 def ctx_for(api, config_settings):
     return types.SimpleNamespace(conn=api, settings=config_settings, cloud=None,
-                                 progress=lambda message: None)
+                                 progress=lambda message: None, open_session=api.open_session)
 
 
 def test_the_step_writes_json_and_table_and_returns_a_small_summary(broken_cloud, tmp_path,
                                                                     monkeypatch):
     cloud, keys = broken_cloud
     api = CloudAPI(cloud, tmp_path)
-    monkeypatch.setattr(hypervisors, "session_opener", lambda s: api.open_session)
     conf = settings(report_dir=str(tmp_path / "reports"))
     conf.cloud = "prod"
     out = audit.run(ctx_for(api, conf))
@@ -290,7 +288,6 @@ def test_the_step_writes_json_and_table_and_returns_a_small_summary(broken_cloud
 def test_a_report_path_may_name_the_json_file(broken_cloud, tmp_path, monkeypatch):
     cloud, _ = broken_cloud
     api = CloudAPI(cloud, tmp_path)
-    monkeypatch.setattr(hypervisors, "session_opener", lambda s: api.open_session)
     conf = settings(report_dir=str(tmp_path))
     conf.cloud = "prod"
     target = tmp_path / "out" / "nightly.json"

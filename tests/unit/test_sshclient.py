@@ -267,7 +267,8 @@ def test_a_jump_host_that_cannot_reach_the_target_is_an_ssh_error(make_sshd):
 
 def test_the_pool_keeps_one_connection_per_host(make_sshd):
     one, two = make_sshd("one"), make_sshd("two")
-    with SSHPool({"cmp1": target(one, host="cmp1"), "cmp2": target(two, host="cmp2")}) as pool:
+    targets = {"cmp1": target(one, host="cmp1"), "cmp2": target(two, host="cmp2")}
+    with SSHPool(targets.get) as pool:
         first = pool.get("cmp1")
         assert pool.get("cmp1") is first
         first.run(["true"])

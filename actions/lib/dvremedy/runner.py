@@ -1,6 +1,7 @@
-"""What every action shares: settings from the pack config, a lazy OpenStack connection and one
-SSH session per host, and the single boundary where typed errors become a failed action result.
-Actions call run_step() and nothing else; nothing here imports st2."""
+"""How an action runs its step: settings from the pack config, a lazy OpenStack connection and
+one SSH session per host (StepContext), and the single boundary where typed errors become a
+failed action result (run_step). Actions call run_step() and nothing else; nothing here
+imports st2."""
 import re
 import time
 
@@ -10,14 +11,21 @@ from dvremedy.settings import Settings
 
 
 class StepContext:
-    """Connections for one action run: opened on first use, closed at the end."""
+    """Connections for one action run, opened on first use. A context manager: leaving it
+    closes them."""
 
     def __init__(self, settings, logger=None, cloud=None):
         self.settings = settings
         self.logger = logger
         self.cloud = cloud
         self._conn = None
-        self._sessions = {}
+        self._ssh = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     @property
     def conn(self):
@@ -26,15 +34,18 @@ class StepContext:
             self._conn = connect(self.settings, self.cloud)
         return self._conn
 
+    def open_session(self, host):
+        """A new SSH session to a host, for the caller to use as a context manager (the
+        audit's per-host threads: one connection each, closed when its read ends)."""
+        return session_opener(self.settings)(host)
+
     def ssh(self, host):
         """The SSH session to a Nova host name (one per host within an action)."""
-        if host not in self._sessions:
-            from dvremedy.adapters.sshclient import SSHSession
+        if self._ssh is None:
+            from dvremedy.adapters.sshclient import SSHPool
             self.settings.require_ssh_key()
-            session = SSHSession(ssh_target(self.settings, host))
-            session.__enter__()
-            self._sessions[host] = session
-        return self._sessions[host]
+            self._ssh = SSHPool(lambda name: ssh_target(self.settings, name))
+        return self._ssh.get(host)
 
     def controller(self):
         """(host, session) of the first configured controller that accepts the connection."""
@@ -53,15 +64,25 @@ class StepContext:
             self.logger.info(message)
 
     def close(self):
-        for session in self._sessions.values():
-            try:
-                session.__exit__(None, None, None)
-            except Exception:  # closing must not hide the step's own outcome
-                pass
-        self._sessions = {}
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
         if self._conn is not None:
-            self._conn.close()
+            try:
+                self._conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass    # closing must not hide the step's own outcome
             self._conn = None
+
+
+def session_opener(settings):
+    """open_session(host) -> a new SSHSession, to use as a context manager. The audit needs no
+    controller, only the SSH key (the remedy also needs a controller: settings.require_ssh)."""
+    from dvremedy.adapters.sshclient import SSHSession
+
+    def open_session(host):
+        return SSHSession(ssh_target(settings, host))
+    return open_session
 
 
 def ssh_target(settings, host):
@@ -104,24 +125,29 @@ def inert(value):
 
 
 def run_step(config, step, logger=None, cloud=None, **params):
-    """Run one step with fresh connections: (True, result) or (False, {"error": evidence}).
-    The one place where typed errors are turned into an st2 result, and where every result is
-    made inert (see inert()). A config whose worst case does not fit the action's timeout is
-    refused before anything is done (dvremedy.budget)."""
+    """Run one step with fresh connections: (True, result) or (False, {"error": evidence,
+    "text": what a person reads}). The one place where typed errors are turned into an st2
+    result, and where every result is made inert (see inert()). A config whose worst case does
+    not fit the action's timeout is refused before anything is done (dvremedy.budget)."""
     started = time.monotonic()
-    ctx = None
     try:
         settings = Settings(config)
         budget.check(step, settings)
-        ctx = StepContext(settings, logger, cloud)
-        result = step(ctx, **params)
+        with StepContext(settings, logger, cloud) as ctx:
+            result = step(ctx, **params)
         result.setdefault("duration_s", round(time.monotonic() - started, 2))
         return True, inert(result)
     except RemedyError as exc:
         if logger:
             logger.error("%s: %s", exc.kind, exc.message)
-        return False, inert({"error": exc.evidence(),
+        evidence = exc.evidence()
+        return False, inert({"error": evidence, "text": error_text(evidence),
                              "duration_s": round(time.monotonic() - started, 2)})
-    finally:
-        if ctx is not None:
-            ctx.close()
+
+
+def error_text(evidence):
+    """A failed step as a person reads it: what failed, and what to do next."""
+    lines = ["%s failed: %s" % (evidence.get("step") or "the step", evidence["message"])]
+    if evidence.get("advice"):
+        lines.append("next: %s" % evidence["advice"])
+    return "\n".join(lines)

@@ -16,17 +16,6 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _VOLUME_IN_SOURCE = re.compile(r"volume-(%s)" % _UUID.pattern)
 
 
-def session_opener(settings):
-    """open_session(host) -> an SSHSession to use as a context manager. The audit needs no
-    controller, only the SSH key (the remedy also needs a controller: settings.require_ssh)."""
-    from dvremedy.runner import ssh_target
-    from dvremedy.adapters.sshclient import SSHSession
-
-    def open_session(host):
-        return SSHSession(ssh_target(settings, host))
-    return open_session
-
-
 def read_host(host, open_session, virsh, timeout=None):
     """{"host", "reachable", "domains", "duration_s"} or, when the host cannot be read,
     {"host", "reachable": False, "error": evidence}. Never raises a RemedyError."""

@@ -486,11 +486,13 @@ def _last_line(text):
 
 
 class SSHPool(object):
-    """One SSH session per host for the length of an action: get(host) connects on first use
-    and returns the same open session afterwards; close() closes them all."""
+    """One SSH session per host, for the length of a step: get(host) connects on first use
+    and returns the same open session afterwards (a dropped one is replaced). Use as a context
+    manager: leaving it closes every session. target_for(host) -> SSHTarget, or None for a
+    host nothing is configured for."""
 
-    def __init__(self, targets_by_host, accept_unknown_hosts=False, session_factory=SSHSession):
-        self.targets = dict(targets_by_host)
+    def __init__(self, target_for, accept_unknown_hosts=False, session_factory=None):
+        self.target_for = target_for
         self.accept_unknown_hosts = accept_unknown_hosts
         self._session_factory = session_factory
         self._sessions = {}
@@ -508,15 +510,19 @@ class SSHPool(object):
                 self._sessions[host] = session
                 return session
             session.close()     # the connection dropped: release it and connect afresh
-        target = self.targets.get(host)
+        target = self.target_for(host)
         if target is None:
-            raise InputError("no SSH target is configured for host %r (configured: %s)"
-                             % (host, ", ".join(sorted(self.targets)) or "none"), host=host)
-        session = self._session_factory(target, accept_unknown_hosts=self.accept_unknown_hosts)
+            raise InputError("no SSH target is configured for host %r" % host, host=host)
+        factory = self._session_factory or SSHSession   # looked up now: tests replace it
+        session = factory(target, accept_unknown_hosts=self.accept_unknown_hosts)
         session.open()
         self._sessions[host] = session
         return session
 
     def close(self):
+        """Close every session; a failing close never hides the step's own outcome."""
         while self._sessions:
-            self._sessions.popitem()[1].close()
+            try:
+                self._sessions.popitem()[1].close()
+            except Exception:  # pylint: disable=broad-except
+                LOG.debug("closing an SSH session failed", exc_info=True)

@@ -501,14 +501,14 @@ def _iso(when):
 # -- the step the action runs ----------------------------------------------------------------------
 
 def run(ctx, scope="all", project="", host="", deep=False, report_path=""):
-    """Through glue.run_step: parameters checked and the report's place made before any call;
+    """Through runner.run_step: parameters checked and the report's place made before any call;
     then the audit, the report files, and the summary."""
     scope, project, host = check_scope(scope, project, host)
     now = datetime.datetime.now(datetime.timezone.utc)
     paths = report_paths(report_path, ctx.settings, {"kind": scope, "project": project,
                                                      "host": host}, now)
     cloud_name = ctx.settings.cloud_name(ctx.cloud)
-    report = audit(ctx.conn, hypervisors.session_opener(ctx.settings), ctx.settings,
+    report = audit(ctx.conn, ctx.open_session, ctx.settings,
                    scope=scope, project=project, host=host, deep=deep, cloud_name=cloud_name,
                    progress=ctx.progress, now=now)
     write_report(report, paths)
