@@ -11,9 +11,8 @@ import pytest
 
 from dvremedy.adapters import inventory
 
-from dvremedy.model import classify, correlate
+from dvremedy.model import audit_report, classify, correlate
 
-from dvremedy.steps import audit
 from testsupport.audit_fakes import LONG_AGO, P1, P2, Cloud
 
 NOW = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -243,16 +242,16 @@ def test_report_table_and_summary_say_what_was_found_and_stay_small():
     inv = cloud.inventory(unreachable=())
     cloud.look_up(inv)
     final = [(v, correlate.verdict_of(v, STUCK_AFTER, NOW)) for v in correlate.all_views(inv)]
-    report = audit._report(inv, final, NOW, STUCK_AFTER, False, {"compute": "2.89"},
+    report = audit_report.build(inv, final, NOW, STUCK_AFTER, False, {"compute": "2.89"},
                            inventory.Pages(), "prod", {"cmp1": {"state": "up"}}, 200)
     report.update(duration_s=1.5)
     assert report["counts"]["by_class"] == {"nova_only": 60}
     assert report["counts"]["healthy"] == 60 and report["complete"] is True
-    out = audit.summary(report, {"json": "/r/a.json", "table": "/r/a.txt"})
-    assert len(out["remedies"]) == audit.SUMMARY_REMEDIES and out["remedies_left_out"] == 10
+    out = audit_report.summary(report, {"json": "/r/a.json", "table": "/r/a.txt"})
+    assert len(out["remedies"]) == audit_report.SUMMARY_REMEDIES and out["remedies_left_out"] == 10
     assert out["remedies"][0]["class"] == "nova_only"
     assert "findings" not in out and len(str(out)) < 12000
-    table = audit.render_table(report)
+    table = audit_report.render_table(report)
     assert "findings 60" in table and table.count("nova_only") >= 60
     assert "st2 run dangling_volume.remedy server_id=" in table
 

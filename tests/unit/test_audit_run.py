@@ -12,6 +12,8 @@ import types
 import pytest
 
 
+from dvremedy.adapters import report_files
+from dvremedy.model import audit_report
 from dvremedy.steps import audit
 from dvremedy.errors import ConfigError, InputError
 from dvremedy.settings import Settings
@@ -222,7 +224,7 @@ def test_an_unreachable_hypervisor_gives_a_partial_report_naming_it(broken_cloud
     # what Nova and Cinder alone show is still found, and says the hypervisor was not seen
     assert classes[keys["1"]]["problems"] == ["nova_only", "hypervisor_unreachable"]
     assert classes[keys["1"]]["remedy"]["needs_operator"] is True
-    assert "HYPERVISOR NOT SEEN: cmp1" in audit.render_table(dict(report, duration_s=1))
+    assert "HYPERVISOR NOT SEEN: cmp1" in audit_report.render_table(dict(report, duration_s=1))
 
 
 @pytest.mark.parametrize("kwargs, text", [
@@ -303,15 +305,15 @@ def test_a_report_place_that_cannot_be_made_is_refused_before_the_audit(tmp_path
     blocker = tmp_path / "file"
     blocker.write_text("x")     # a directory cannot be made under a file, even by root
     with pytest.raises(InputError, match="file is not a directory"):
-        audit.report_paths("file/reports", settings(report_dir=str(tmp_path)), {"kind": "all"},
+        report_files.report_paths("file/reports", settings(report_dir=str(tmp_path)), {"kind": "all"},
                            NOW)
     with pytest.raises(ConfigError, match="fix audit.report_dir"):
-        audit.report_paths("", settings(report_dir=str(blocker / "r")), {"kind": "all"}, NOW)
+        report_files.report_paths("", settings(report_dir=str(blocker / "r")), {"kind": "all"}, NOW)
 
 
 def test_the_default_report_place_is_reports_in_the_pack():
-    paths = audit.report_paths("", settings(), {"kind": "host", "host": "cmp/1 x"}, NOW)
-    assert paths["json"] == os.path.join(audit.PACK_DIR, "reports",
+    paths = report_files.report_paths("", settings(), {"kind": "host", "host": "cmp/1 x"}, NOW)
+    assert paths["json"] == os.path.join(report_files.PACK_DIR, "reports",
                                          "audit-20261125T120000Z-host-cmp_1_x.json")
     os.rmdir(os.path.dirname(paths["json"])) if not os.listdir(
         os.path.dirname(paths["json"])) else None
@@ -367,7 +369,7 @@ def test_a_report_path_that_would_leave_the_report_place_is_refused_and_writes_n
     (place / "plain").write_text("x")
     before = _tree(tmp_path)
     with pytest.raises(InputError, match=re.escape(why)) as refused:
-        audit.report_paths(given.format(outside=outside), settings(report_dir=str(place)),
+        report_files.report_paths(given.format(outside=outside), settings(report_dir=str(place)),
                            {"kind": "all"}, NOW)
     assert "refused" in str(refused.value) and "nothing was written" in str(refused.value)
     assert _tree(tmp_path) == before
@@ -378,9 +380,9 @@ def test_report_paths_inside_the_place_are_made_there(tmp_path):
     conf = settings(report_dir=str(place))
     for given, where in [("", place), ("nightly", place / "nightly"),
                          ("./a//b/", place / "a" / "b"), (str(place / "c"), place / "c")]:
-        paths = audit.report_paths(given, conf, {"kind": "all"}, NOW)
+        paths = report_files.report_paths(given, conf, {"kind": "all"}, NOW)
         assert os.path.dirname(paths["json"]) == str(where) and where.is_dir()
-    paths = audit.report_paths("n/x.y.json", conf, {"kind": "all"}, NOW)
+    paths = report_files.report_paths("n/x.y.json", conf, {"kind": "all"}, NOW)
     assert paths == {"json": str(place / "n" / "x.y.json"), "table": str(place / "n" / "x.y.txt")}
 
 
@@ -389,8 +391,8 @@ def test_a_symlinked_report_dir_is_the_operators_choice_and_is_followed(tmp_path
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
     conf = settings(report_dir=str(tmp_path / "link"))
-    assert audit.report_paths("x.json", conf, {"kind": "all"}, NOW)["json"] == str(real / "x.json")
-    assert audit.report_paths(str(tmp_path / "link" / "y.json"), conf, {"kind": "all"},
+    assert report_files.report_paths("x.json", conf, {"kind": "all"}, NOW)["json"] == str(real / "x.json")
+    assert report_files.report_paths(str(tmp_path / "link" / "y.json"), conf, {"kind": "all"},
                               NOW)["json"] == str(real / "y.json")
 
 

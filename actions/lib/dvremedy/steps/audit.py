@@ -16,22 +16,15 @@ Takes its connections as arguments (`conn`, `open_session(host)`); never imports
 import concurrent.futures
 import datetime
 import json
-import os
-import re
-import tempfile
 import time
 
-from dvremedy.adapters import hypervisors, inventory
+from dvremedy.adapters import hypervisors, inventory, report_files
 
-from dvremedy.model import correlate
-from dvremedy.errors import ConfigError, InputError
-from dvremedy.settings import RELOAD
+from dvremedy.errors import InputError
+from dvremedy.model import audit_report, correlate
 
 STEP = "audit"
 SCOPES = ("all", "project", "host")
-PACK_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                         "..", "..", "..", ".."))
-SUMMARY_REMEDIES = 50     # remedy inputs listed in the action result; the report has them all
 
 
 def check_scope(scope, project, host):
@@ -88,7 +81,7 @@ def fast_tier(conn, settings, scope="all", project="", host="", cloud_name=None,
         scope_info["host"] = host
     timings["scope_s"] = round(time.monotonic() - started, 3)
     say("audit of %s: listing servers, volumes and attachments, %d per page"
-        % (_scope_text(scope_info), page_size))
+        % (audit_report.scope_text(scope_info), page_size))
 
     def timed(name, read, *args, **kwargs):
         began = time.monotonic()
@@ -172,11 +165,11 @@ def audit(conn, open_session, settings, scope="all", project="", host="", deep=F
     _look_up_unlisted(conn, inv, pages, versions, say)
     timings["lookups_and_deep_s"] = round(time.monotonic() - lap, 3)
     final = [(v, correlate.verdict_of(v, stuck_after, now)) for v in correlate.all_views(inv)]
-    report = _report(inv, final, now, stuck_after, deep, versions, pages, cloud_name,
+    report = audit_report.build(inv, final, now, stuck_after, deep, versions, pages, cloud_name,
                      fast["compute_hosts"], settings.audit_page_size)
     report["duration_s"] = round(time.monotonic() - started, 3)
     report["timings"] = dict(timings, total_s=report["duration_s"])
-    report["finished_at"] = _iso(datetime.datetime.now(datetime.timezone.utc))
+    report["finished_at"] = audit_report.iso(datetime.datetime.now(datetime.timezone.utc))
     say("audit done: %d finding(s), %d attachment(s) checked, %d API request(s), %.1f s" % (
         report["counts"]["findings"], report["counts"]["attachments_checked"],
         report["api"]["requests"], report["duration_s"]))
@@ -206,296 +199,11 @@ def _look_up_unlisted(conn, inv, pages, versions, say):
             inv["volumes"][vid] = inventory.get_volume(conn, vid, pages, versions["volume"])
 
 
-def _report(inv, final, now, stuck_after, deep, versions, pages, cloud_name, compute_hosts,
-            page_size):
-    findings, unverified, by_class, healthy = [], [], {}, 0
-    for view, verdict in final:
-        if verdict["audit"] == "healthy":
-            healthy += 1
-        elif verdict["audit"] == correlate.UNVERIFIED:
-            unverified.append({"server_id": view["server"]["id"],
-                               "volume_id": view["volume_id"],
-                               "host": view["server"].get("compute_host"),
-                               "why": (view["hypervisor"].get("error") or {}).get("message")})
-        else:
-            found = correlate.finding(view, verdict, stuck_after, now)
-            findings.append(found)
-            by_class[found["class"]] = by_class.get(found["class"], 0) + 1
-    not_seen = []
-    for host, result in sorted(inv["hypervisors"].items()):
-        if not result["reachable"]:
-            not_seen.append({
-                "host": host, "reason": result["error"]["message"], "error": result["error"],
-                "attachments_unverified": sum(1 for u in unverified if u["host"] == host),
-                "findings_on_host": sum(1 for f in findings if f["host"] == host)})
-    for f in findings:
-        f["hypervisor_seen"] = bool(f["hypervisor"].get("reachable"))
-    return {
-        "kind": "dangling_volume.audit", "format": 1, "cloud": cloud_name,
-        "started_at": _iso(now), "scope": inv["scope"], "deep": bool(deep),
-        "stuck_after_s": stuck_after, "page_size": page_size,
-        "complete": not not_seen,
-        "counts": {
-            "servers": sum(1 for s in inv["servers"].values() if s),
-            "volumes": sum(1 for v in inv["volumes"].values() if v),
-            "attachment_records": None if inv["records"] is None else len(inv["records"]),
-            "attachments_checked": len(final), "healthy": healthy,
-            "findings": len(findings), "unverified": len(unverified), "by_class": by_class,
-            "with_remedy": sum(1 for f in findings if f["remedy"]["action"]),
-            "needs_operator": sum(1 for f in findings if f["remedy"]["needs_operator"]),
-        },
-        "hypervisors": {
-            "read": sorted(h for h, r in inv["hypervisors"].items() if r["reachable"]),
-            "not_seen": not_seen,
-            "domains": sum(len(r.get("domains") or {}) for r in inv["hypervisors"].values()),
-            "compute_hosts": {h: compute_hosts[h] for h in sorted(compute_hosts)},
-        },
-        "api": dict(pages.as_dict(), microversions=versions,
-                    deep_reads=len(inv["deep"])),
-        "findings": findings,
-        "unverified": unverified,
-    }
-
-
-def summary(report, paths):
-    """The action result: small (st2 stores it). The full report is in the files."""
-    remedies = [dict(f["remedy"]["parameters"], **{"class": f["class"]})
-                for f in report["findings"] if f["remedy"]["action"]]
-    return {
-        "complete": report["complete"], "scope": report["scope"], "deep": report["deep"],
-        "counts": report["counts"],
-        "hosts_not_seen": [{"host": h["host"], "reason": h["reason"]}
-                           for h in report["hypervisors"]["not_seen"]],
-        "report": paths, "api_requests": report["api"]["requests"],
-        "remedies": remedies[:SUMMARY_REMEDIES],
-        "remedies_left_out": max(0, len(remedies) - SUMMARY_REMEDIES),
-        "audit_s": report["duration_s"],
-    }
-
-
-# -- the report files -----------------------------------------------------------------------------
-
-REPORT_PATH_MAX = 255
-
-
-def report_paths(report_path, settings, scope_info, now):
-    """(json path, table path), confined to the report place: config audit.report_dir, else
-    reports/ in the pack. report_path (the action parameter, reachable from chat) is empty, a
-    directory or a file name ending in .json (the table beside it, .txt), relative to that
-    place or absolute inside it; `..`, a path outside, a symlink at or under the place, a
-    directory named .json and control characters are refused with InputError before anything
-    is made or written. The place itself is the operator's (a symlinked report_dir is
-    followed). Directories are made and checked writable here, before the audit, so a bad path
-    costs nothing."""
-    if settings.audit_report_dir:
-        base, origin = settings.audit_report_dir, "audit.report_dir"
-    else:
-        base, origin = os.path.join(PACK_DIR, "reports"), "the pack's reports/"
-    given_base = os.path.abspath(os.path.expanduser(base))
-    base = os.path.realpath(given_base)
-    parts, file_name = _report_path_parts(report_path, (base, given_base), origin)
-    if file_name is None:
-        file_name = "audit-%s-%s.json" % (now.strftime("%Y%m%dT%H%M%SZ"),
-                                          _scope_label(scope_info))
-    directory = os.path.join(base, *parts)
-    json_path = os.path.join(directory, file_name)
-    table_path = json_path[:-len(".json")] + ".txt"
-    # nothing below the place may be a symlink: every existing directory on the way and both
-    # files (os.replace would not follow a link, but a linked directory leads anywhere)
-    here = base
-    for part in parts:
-        here = os.path.join(here, part)
-        if os.path.islink(here):
-            _refuse(report_path, "%s is a symlink" % here)
-        if os.path.lexists(here) and not os.path.isdir(here):
-            _refuse(report_path, "%s is not a directory" % here)
-    for path in (json_path, table_path):
-        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
-            _refuse(report_path, "%s exists and is not a plain file" % path)
-    try:
-        os.makedirs(base, exist_ok=True)
-        here = base
-        for part in parts:  # one at a time: a directory made meanwhile is still checked
-            here = os.path.join(here, part)
-            if not os.path.isdir(here):
-                os.mkdir(here, 0o750)
-            if os.path.islink(here):
-                _refuse(report_path, "%s is a symlink" % here)
-        if not os.access(directory, os.W_OK):
-            raise OSError("not writable by this user")
-    except OSError as exc:
-        message = "cannot write the audit report to %s (%s): %s" % (
-            directory, "report_path" if parts else origin,
-            getattr(exc, "strerror", None) or exc)
-        if origin == "audit.report_dir" and not parts:
-            raise ConfigError(message + "; fix audit.report_dir: " + RELOAD, step=STEP)
-        raise InputError(message, step=STEP)
-    return {"json": json_path, "table": table_path}
-
-
-def _report_path_parts(report_path, bases, origin):
-    """report_path -> (directories under the place, file name or None); InputError if it
-    would leave the place (`bases`: the place resolved, and as configured)."""
-    given = (report_path or "").strip()
-    if not given:
-        return [], None
-    if len(given) > REPORT_PATH_MAX or any(ord(c) < 32 or ord(c) == 127 for c in given):
-        _refuse(report_path, "at most %d printable characters" % REPORT_PATH_MAX)
-    if "\\" in given or given.startswith("~"):
-        _refuse(report_path, "no backslash, no ~")
-    if ".." in given.split("/"):
-        _refuse(report_path, "no '..'")
-    if os.path.isabs(given):
-        inside = os.path.normpath(given)
-        within = [b for b in bases if inside == b or inside.startswith(b.rstrip("/") + "/")]
-        if not within:
-            _refuse(report_path, "an absolute path must be inside %s (%s)" % (bases[0], origin))
-        given = os.path.relpath(inside, within[0])
-    parts = [p for p in given.split("/") if p not in ("", ".")]
-    if parts and parts[-1].endswith(".json"):
-        if parts[-1] == ".json":
-            _refuse(report_path, "the file needs a name before .json")
-        return parts[:-1], parts[-1]
-    return parts, None
-
-
-def _refuse(report_path, why):
-    raise InputError("cannot write the audit report to report_path %r (refused: %s). Give a "
-                     "directory or a file name ending in "
-                     ".json under the report place (config audit.report_dir, else reports/ in "
-                     "the pack), e.g. nightly/ or nightly/all.json; nothing was written"
-                     % (report_path, why), step=STEP)
-
-
-def _scope_label(scope_info):
-    if scope_info["kind"] == "project":
-        value = scope_info["project"]
-    elif scope_info["kind"] == "host":
-        value = scope_info["host"]
-    else:
-        return "all"
-    return "%s-%s" % (scope_info["kind"], re.sub(r"[^A-Za-z0-9_.-]+", "_", value)[:64])
-
-
 def write_report(report, paths):
-    _write_atomically(paths["json"], json.dumps(report, indent=1, sort_keys=True) + "\n")
-    _write_atomically(paths["table"], render_table(report))
+    """The full report as JSON, and as a table beside it."""
+    report_files.write_atomically(paths["json"], json.dumps(report, indent=1, sort_keys=True) + "\n")
+    report_files.write_atomically(paths["table"], audit_report.render_table(report))
 
-
-def _write_atomically(path, text):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".audit-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o640)    # reports name servers, hosts and projects: not world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def render_table(report):
-    """The report for a person: the counts, what could not be seen, one line per finding,
-    then every finding's facts and remedy."""
-    c = report["counts"]
-    lines = [
-        "dangling_volume audit of %s, cloud %s, started %s, %.1f s" % (
-            _scope_text(report["scope"]), report["cloud"], report["started_at"],
-            report["duration_s"]),
-        "servers %d, volumes %d, attachments checked %d: healthy %d, findings %d, "
-        "unverified %d%s" % (c["servers"], c["volumes"], c["attachments_checked"],
-                             c["healthy"], c["findings"], c["unverified"],
-                             "" if c["attachment_records"] is not None else
-                             " (no Cinder attachment records: volume API below 3.27)"),
-        "hypervisors read: %s" % (", ".join(report["hypervisors"]["read"]) or "none"),
-    ]
-    for h in report["hypervisors"]["not_seen"]:
-        lines.append("HYPERVISOR NOT SEEN: %s: %s (%d attachment(s) unverified)" % (
-            h["host"], h["reason"], h["attachments_unverified"]))
-    lines.append("API requests: %d (%s)%s" % (
-        report["api"]["requests"], ", ".join("%s %d page(s)" % kv for kv in
-                                             sorted(report["api"]["pages"].items())),
-        "; deep tier for every server" if report["deep"] else ""))
-    lines.append("")
-    if not report["findings"]:
-        lines.append("No findings: Nova, Cinder and the hypervisors agree on every attachment "
-                     "seen.")
-    else:
-        rows = [("#", "CLASS", "SERVER", "VOLUME", "HOST", "SINCE", "REMEDY")]
-        for i, f in enumerate(report["findings"], 1):
-            rows.append((str(i), f["class"], _short(f["server_id"]), _short(f["volume_id"]),
-                         f["host"] or "-", (f["since"] or "-")[:19], _remedy_short(f)))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-        for row in rows:
-            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " +
-                         row[-1])
-        lines.append("")
-        for i, f in enumerate(report["findings"], 1):
-            lines += _details(i, f)
-    if report["unverified"]:
-        lines.append("Unverified (hypervisor not read): %d attachment(s), see the JSON report"
-                     % len(report["unverified"]))
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _details(i, f):
-    srv, vol, remedy = f["server"], f["volume"], f["remedy"]
-    others = [p for p in f["problems"] if p != f["class"]]
-    out = ["[%d] %s%s" % (i, f["class"], " (also %s)" % ", ".join(others) if others else ""),
-           "    server:     %s %s, %s, project %s, host %s" % (
-               srv["id"] or "-", srv["name"] or "", srv["status"] or "no such server",
-               f["project_id"] or "-", f["host"] or "-"),
-           "    volume:     %s %s, %s%s" % (vol["id"], vol["name"] or "",
-                                            vol["status"] or "no such volume",
-                                            ", boot volume" if f["boot_volume"] else ""),
-           "    nova:       %s" % f["says"]["nova"],
-           "    cinder:     %s" % f["says"]["cinder"],
-           "    hypervisor: %s" % f["says"]["hypervisor"],
-           "    since:      %s%s" % (f["since"] or "-", " (last update, %s ago)" % _age(
-               f["age_s"]) if f["age_s"] is not None else "")]
-    if remedy["action"]:
-        out.append("    remedy:     st2 run %s %s" % (remedy["action"], " ".join(
-            "%s=%s" % (k, str(v).lower() if isinstance(v, bool) else v)
-            for k, v in sorted(remedy["parameters"].items()))))
-        out.append("                %s: %s" % (remedy["plan"], ", ".join(remedy["steps"])))
-    else:
-        out.append("    remedy:     %s: %s" % ("needs an operator" if remedy["needs_operator"]
-                                               else "none yet", remedy["why"]))
-    return out + [""]
-
-
-def _remedy_short(f):
-    remedy = f["remedy"]
-    if remedy["action"]:
-        return "%s (%s%s)" % (remedy["action"], remedy["plan"],
-                              ", allow_libvirt_detach" if remedy["last_resort"] else "")
-    return "needs an operator" if remedy["needs_operator"] else "wait: in progress"
-
-
-def _short(value):
-    return value[:8] if value else "-"
-
-
-def _age(seconds):
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return "%d %s" % (seconds // size, unit)
-    return "%d s" % seconds
-
-
-def _scope_text(scope_info):
-    if scope_info["kind"] == "project":
-        return "project %s (%s)" % (scope_info.get("project_name") or scope_info.get("project"),
-                                    scope_info.get("project_id") or "?")
-    if scope_info["kind"] == "host":
-        return "host %s" % scope_info["host"]
-    return "the whole cloud"
-
-
-def _iso(when):
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- the step the action runs ----------------------------------------------------------------------
@@ -505,7 +213,7 @@ def run(ctx, scope="all", project="", host="", deep=False, report_path=""):
     then the audit, the report files, and the summary."""
     scope, project, host = check_scope(scope, project, host)
     now = datetime.datetime.now(datetime.timezone.utc)
-    paths = report_paths(report_path, ctx.settings, {"kind": scope, "project": project,
+    paths = report_files.report_paths(report_path, ctx.settings, {"kind": scope, "project": project,
                                                      "host": host}, now)
     cloud_name = ctx.settings.cloud_name(ctx.cloud)
     report = audit(ctx.conn, ctx.open_session, ctx.settings,
@@ -513,4 +221,4 @@ def run(ctx, scope="all", project="", host="", deep=False, report_path=""):
                    progress=ctx.progress, now=now)
     write_report(report, paths)
     ctx.progress("report written to %s and %s" % (paths["json"], paths["table"]))
-    return summary(report, paths)
+    return audit_report.summary(report, paths)
