@@ -3,15 +3,25 @@
 assertExtractedParametersMatch), st2's matcher across all the pack's aliases
 (st2common.util.actionalias_matching.match_command_to_alias: a line matching more than one
 format is refused as ambiguous), st2's immutable parameter injection and casts, and the ack and
-result texts rendered with st2's Jinja environment. Example lines give the intended alias and
-parameters, lines that must not match do not, no line matches two formats, every parameter is
-one of the action's, and the ack and result texts render into the intended text.
+result texts rendered with st2's Jinja environment.
+
+Every phrasing the pack accepts is listed in EXAMPLES with the alias and parameters st2 gives
+it; HELP lists lines that start like one but are not one (trailing words, a missing value): the
+help alias answers those with the forms; NOT_MATCHING lists lines that take no alias of the
+pack. Each line is also matched as hubot-stackstorm matches it (JavaScript RegExp with the `i`
+flag, run by node when it is installed): both engines pick the same alias, and no line, nor any
+of the variants made by adding, dropping or repeating a word, is taken by two formats. Every
+format compiles in both and uses no Python-only syntax.
 
 It sits directly in tests/ (st2tests finds the pack at the test file's directory + ..) and runs
 in the st2tests pytest run (`pytest tests/`): importing st2tests eventlet-patches the process."""
+import functools
 import glob
 import json
 import os
+import re
+import shutil
+import subprocess
 import types
 
 import pytest
@@ -62,55 +72,95 @@ REMEDY, DRY_RUN = "dangling_volume_remedy", "dangling_volume_remedy_dry_run"
 ATTACHMENTS = "dangling_volume_attachments"
 APPROVE, REJECT = "dangling_volume_approve", "dangling_volume_reject"
 AUDIT, SWEEP = "dangling_volume_audit", "dangling_volume_sweep"
+HELP = "dangling_volume_help"
 
-# line -> (alias, parameters extracted from the line, immutable parameters after rendering)
+MANUAL = {"mode": "manual", "triggered_by": FROM_CHAT}
+BOTH = {"volume_id": VID, "server_id": SID}
+
+# Every phrasing the pack accepts: line -> (alias, parameters extracted from the line,
+# immutable parameters after rendering). Any line may end in key=value pairs.
 EXAMPLES = [
-    ("remedy volume %s on server %s" % (VID, SID), REMEDY,
-     {"volume_id": VID, "server_id": SID}, {"mode": "manual", "triggered_by": FROM_CHAT}),
-    ("  remedy volume '%s' on server \"%s\"  " % (VID, SID), REMEDY,
-     {"volume_id": VID, "server_id": SID}, {"mode": "manual", "triggered_by": FROM_CHAT}),
+    ("remedy volume %s on server %s" % (VID, SID), REMEDY, BOTH, MANUAL),
+    ("Remedy volume %s on server %s" % (VID, SID), REMEDY, BOTH, MANUAL),
+    ("remedy the volume %s on the server %s" % (VID, SID), REMEDY, BOTH, MANUAL),
+    ("  remedy volume '%s' on server \"%s\"  " % (VID, SID), REMEDY, BOTH, MANUAL),
     ("remedy volume %s on server %s dry_run=true" % (VID, SID), REMEDY,
-     {"volume_id": VID, "server_id": SID, "dry_run": "true"},
-     {"mode": "manual", "triggered_by": FROM_CHAT}),
+     dict(BOTH, dry_run="true"), MANUAL),
     ("remedy volume %s on server %s cloud=prod allow_libvirt_detach=true" % (VID, SID), REMEDY,
-     {"volume_id": VID, "server_id": SID, "cloud": "prod", "allow_libvirt_detach": "true"},
-     {"mode": "manual", "triggered_by": FROM_CHAT}),
-    # trailing words fall into the last placeholder; the workflow refuses the value (not a UUID)
-    ("remedy volume %s on server %s please" % (VID, SID), REMEDY,
-     {"volume_id": VID, "server_id": SID + " please"},
-     {"mode": "manual", "triggered_by": FROM_CHAT}),
-    ("dry run remedy volume %s on server %s" % (VID, SID), DRY_RUN,
-     {"volume_id": VID, "server_id": SID},
-     {"dry_run": True, "mode": "manual", "triggered_by": FROM_CHAT}),
+     dict(BOTH, cloud="prod", allow_libvirt_detach="true"), MANUAL),
+    ("remedy volume %s on server %s cloud=\"prod east\"" % (VID, SID), REMEDY,
+     dict(BOTH, cloud="prod east"), MANUAL),
+    ("dry run remedy volume %s on server %s" % (VID, SID), DRY_RUN, BOTH,
+     dict(MANUAL, dry_run=True)),
+    ("dry-run remedy volume %s on server %s" % (VID, SID), DRY_RUN, BOTH,
+     dict(MANUAL, dry_run=True)),
+    ("Dry run remedy volume %s on server %s" % (VID, SID), DRY_RUN, BOTH,
+     dict(MANUAL, dry_run=True)),
+    ("Dry-run the remedy of the volume %s on the server %s cloud=lab" % (VID, SID), DRY_RUN,
+     dict(BOTH, cloud="lab"), dict(MANUAL, dry_run=True)),
     ("attachments of server %s" % SID, ATTACHMENTS, {"server_id": SID}, {}),
+    ("Attachments on server %s" % SID, ATTACHMENTS, {"server_id": SID}, {}),
     ("show attachments of server %s" % SID, ATTACHMENTS, {"server_id": SID}, {}),
-    ("show attachments of server %s cloud=lab" % SID, ATTACHMENTS,
+    ("Show the attachments of the server %s" % SID, ATTACHMENTS, {"server_id": SID}, {}),
+    ("list attachments on server %s cloud=lab" % SID, ATTACHMENTS,
      {"server_id": SID, "cloud": "lab"}, {}),
     ("approve remedy %s" % IID, APPROVE, {"inquiry_id": IID}, {"approved": True}),
+    ("approve %s" % IID, APPROVE, {"inquiry_id": IID}, {"approved": True}),
+    ("Approve the remedy '%s'" % IID, APPROVE, {"inquiry_id": IID}, {"approved": True}),
     ("reject remedy %s" % IID, REJECT, {"inquiry_id": IID}, {"approved": False}),
+    ("Reject %s" % IID, REJECT, {"inquiry_id": IID}, {"approved": False}),
+    ("reject the remedy %s" % IID, REJECT, {"inquiry_id": IID}, {"approved": False}),
     ("audit volumes", AUDIT, {}, {"scope": "all"}),
-    ("audit volumes deep=true", AUDIT, {"deep": "true"}, {"scope": "all"}),
+    ("Audit all volumes", AUDIT, {}, {"scope": "all"}),
+    ("audit the volumes deep=true", AUDIT, {"deep": "true"}, {"scope": "all"}),
     ("audit volumes of project web-prod", AUDIT + "_project", {"project": "web-prod"},
      {"scope": "project"}),
+    ("Audit the volumes in project web-prod", AUDIT + "_project", {"project": "web-prod"},
+     {"scope": "project"}),
+    ("audit volumes in the project web-prod deep=true", AUDIT + "_project",
+     {"project": "web-prod", "deep": "true"}, {"scope": "project"}),
     ("audit volumes on host compute-1", AUDIT + "_host", {"host": "compute-1"},
      {"scope": "host"}),
+    ("Audit all volumes on the host compute-1", AUDIT + "_host", {"host": "compute-1"},
+     {"scope": "host"}),
     ("sweep volumes", SWEEP, {}, {"dry_run": False}),
-    ("sweep volumes scope=project project=p1", SWEEP, {"scope": "project", "project": "p1"},
-     {"dry_run": False}),
+    ("Sweep all volumes", SWEEP, {}, {"dry_run": False}),
+    ("sweep the volumes scope=project project=p1", SWEEP,
+     {"scope": "project", "project": "p1"}, {"dry_run": False}),
     ("dry run sweep volumes", SWEEP + "_dry_run", {}, {"dry_run": True}),
+    ("Dry-run sweep all volumes", SWEEP + "_dry_run", {}, {"dry_run": True}),
+    ("dangling volume help", HELP, {}, {}),
+    ("Help dangling-volumes", HELP, {}, {}),
+]
+
+# Lines that start like a phrasing of the pack but are not one: the help alias takes them and
+# answers with the forms (never a value that swallowed the extra words, never silence).
+HELP_LINES = [
+    "remedy volume %s on server %s please" % (VID, SID),
+    "remedy volume %s on server %s now dry_run=true" % (VID, SID),
+    "remedy volume %s on server %s dry_run=true please" % (VID, SID),
+    "Remedy volume %s now on server %s" % (VID, SID),
+    "remedy volume a on b on server %s" % SID,
+    "remedy volume %s on server %s=1" % (VID, SID),
+    "remedy volume %s" % VID, "remedy", "remedy %s on %s" % (VID, SID),
+    "remedy volume on server %s" % SID, "remedy approve %s" % IID,
+    "dry run remedy volume %s on server %s now" % (VID, SID),
+    "dry-run remedy volume %s" % VID, "dry run sweep volumes now", "dry run sweep",
+    "attachments of server", "attachments of server dry_run=true", "attachments %s" % SID,
+    "show attachments of server %s now" % SID, "Attachments of the server %s %s" % (SID, SID),
+    "approve remedy", "approve remedy %s now" % IID, "approve remedy web-1",
+    "Reject remedy %s please" % IID, "approve %s %s" % (IID, IID),
+    "audit volumes of project", "audit volumes on host", "audit volumes of project a b",
+    "audit volumes remedy volume x", "Audit all volumes now",
+    "sweep volumes now", "sweep volumes older than 2h dry_run=true",
 ]
 
 NOT_MATCHING = [
-    "", "remedy", "Remedy volume %s on server %s" % (VID, SID),   # case-sensitive
-    "please remedy volume %s on server %s" % (VID, SID),            # anchored at the start
-    "remedy volume %s" % VID, "remedy %s on %s" % (VID, SID), "remedy volume on server %s" % SID,
-    "dry-run remedy volume %s on server %s" % (VID, SID),
-    "dry run volume %s on server %s" % (VID, SID),
-    "attachments of server", "attachments of server dry_run=true", "attachments %s" % SID,
-    "approve remedy", "approve %s" % IID, "remedy approve %s" % IID, "approve remedies",
-    "sweep volumes older than 2h dry_run=true", "audit volumes remedy volume x",
-    "audit volumes of project", "audit volumes on host", "audit", "sweep", "dry run sweep",
-    "Audit volumes", "sweep volumes now",
+    "", "remedies", "please remedy volume %s on server %s" % (VID, SID),
+    "dry run volume %s on server %s" % (VID, SID), "dry run deploy web",
+    "show me the logs", "approve remedies", "approve deployment 5", "reject the change 12",
+    "approve %s" % IID[:-1], "audit", "audit logs", "sweep", "sweep the floor",
+    "dangling volumes please",
 ]
 
 
@@ -128,6 +178,10 @@ def representations(alias):
     return reps
 
 
+ALL_REPRESENTATIONS = [(alias["name"], rep) for alias in ALIASES
+                       for rep in representations(alias)]
+
+
 def placeholders(representation):
     """The parameter names st2's format parser makes of a representation."""
     return set(ActionAliasFormatParser(alias_format=representation)._regex.groupindex)
@@ -135,7 +189,7 @@ def placeholders(representation):
 
 def cast(alias, params):
     """st2's casts (util/casts.py) by the action's declared types, as st2 casts before running."""
-    declared = ACTIONS[alias.action_ref].get("parameters") or {}
+    declared = (ACTIONS.get(alias.action_ref) or {}).get("parameters") or {}
     return {name: casts.get_cast((declared.get(name) or {}).get("type"))(value)
             for name, value in params.items()}
 
@@ -207,10 +261,48 @@ class AliasExamples(PackAliases):
 
 
 for _name in BY_NAME:
-    _cls = "Test_" + _name
-    globals()[_cls] = type(_cls, (AliasExamples,), {"action_alias_name": _name,
-                                                   "__test__": True})
+    if _name != HELP:
+        _cls = "Test_" + _name
+        globals()[_cls] = type(_cls, (AliasExamples,), {"action_alias_name": _name,
+                                                       "__test__": True})
 del _name, _cls
+
+
+class TestHelp(PackAliases):
+    """The help alias: the forms, for a line that starts like one of the pack's but is not one.
+    It runs core.noop (nothing happens, no parameter is declared) and its ack is the answer."""
+
+    action_alias_name = HELP
+
+    def test_lines_that_start_like_a_phrasing_get_the_forms(self):
+        for line in HELP_LINES + [e[0] for e in EXAMPLES if e[1] == HELP]:
+            with self.subTest(line=line):
+                alias, rep = self.resolve(line)
+                self.assertEqual(alias.name, HELP)
+                # nothing of the line becomes a value: at most trailing key=value pairs
+                self.assertEqual(placeholders(rep), set())
+
+    def test_every_format_has_a_line(self):
+        used = {self.resolve(line)[1] for line in HELP_LINES + ["dangling volume help"]}
+        self.assertEqual(set(representations(BY_NAME[HELP])), used)
+
+    def test_it_runs_nothing_and_its_answer_is_a_form_of_every_other_alias(self):
+        alias = BY_NAME[HELP]
+        self.assertEqual(alias["action_ref"], "core.noop")
+        self.assertIs(alias["result"]["enabled"], False)
+        answer = ack(HELP, {})
+        forms = [part for i, part in enumerate(answer.split("`")) if i % 2]
+        values = {"<volume_id>": VID, "<server_id>": SID, "<inquiry_id>": IID,
+                  "<project>": "p1", "<host>": "cmp1"}
+        taken = set()
+        for form in forms:
+            for optional in (False, True):  # each form with and without its [optional] words
+                line = re.sub(r"\[(\w+)\] ", r"\1 " if optional else "", form)
+                for placeholder, value in values.items():
+                    line = line.replace(placeholder, value)
+                with self.subTest(line=line):
+                    taken.add(self.resolve(line)[0].name)
+        self.assertEqual(taken, set(BY_NAME) - {HELP})
 
 
 class TestAcrossAliases(PackAliases):
@@ -222,7 +314,7 @@ class TestAcrossAliases(PackAliases):
                 self.assertEqual(self.matches(line), [])
 
     def test_no_line_matches_two_formats(self):
-        for line in [e[0] for e in EXAMPLES] + NOT_MATCHING:
+        for line in ALL_LINES:  # and their variants: test_every_variant_... below
             with self.subTest(line=line):
                 self.assertLessEqual(len(self.matches(line)), 1)
 
@@ -246,31 +338,109 @@ OVERRIDES = [
     ("remedy volume %s on server %s triggered_by={\"source\":\"sensor\"}" % (VID, SID),
      "triggered_by"),
     ("approve remedy %s approved=false" % IID, "approved"),
-    ("reject remedy %s approved=true" % IID, "approved"),
+    ("reject %s approved=true" % IID, "approved"),
 ]
 
-
-def _literal_heads(aliases):
-    """(alias, representation, the literal words before its first placeholder)."""
-    return [(alias["name"], rep, rep.split("{{")[0])
-            for alias in aliases for rep in representations(alias)]
+ALL_LINES = [e[0] for e in EXAMPLES] + HELP_LINES + NOT_MATCHING + [o[0] for o in OVERRIDES]
 
 
-def test_formats_start_with_literal_words_none_a_prefix_of_another():
-    """Anchored formats that begin with literal words, where no format's words up to its
-    first placeholder begin another's, cannot both match one line whatever the placeholders
-    take in: ambiguity-free by construction, not only for the example lines. (A format with no
-    placeholder matches its exact words only.)"""
-    heads = _literal_heads(ALIASES)
-    for name, rep, head in heads:
-        assert head.strip() and head[0].isalpha(), (name, rep)
-        assert not set(head) & set("^$()[]?*+.|\\"), (name, rep)  # no regex in the words
-    for (name1, rep1, head1), (name2, rep2, head2) in [
-            (a, b) for a in heads for b in heads if a != b]:
-        if "{{" in rep1:
-            assert not head2.startswith(head1), (name1, rep1, name2, rep2)
-        else:
-            assert rep1.strip() != rep2.strip(), (name1, rep1, name2, rep2)
+def variants(lines):
+    """Each line with one word added (at every place), dropped or repeated: what a hurried
+    operator types. Kept to the lines of the pack's own aliases (a few hundred)."""
+    out = set()
+    for line in lines:
+        words = line.split()
+        for i in range(len(words) + 1):
+            out.add(" ".join(words[:i] + ["now"] + words[i:]))
+            if i < len(words):
+                out.add(" ".join(words[:i] + words[i + 1:]))
+                out.add(" ".join(words[:i + 1] + words[i:]))
+    return sorted(out - set(lines))
+
+
+# the formats: one meaning in both regex engines ---------------------------------------------
+
+# Python-only (or Python-different) regex syntax: named groups (?P<..>, inline flags such as
+# (?i), lookbehind, atomic groups, conditionals, comments, possessive quantifiers, \A \Z.
+PYTHON_ONLY = re.compile(r"\(\?P|\(\?[aiLmsux-]+[):]|\(\?<[=!]|\(\?>|\(\?\(|\(\?#"
+                         r"|[*+?}]\+|\\[AZ]")
+
+
+@pytest.mark.parametrize("name, rep", ALL_REPRESENTATIONS,
+                         ids=["%s-%d" % (n[16:], i) for i, (n, _r) in
+                              enumerate(ALL_REPRESENTATIONS)])
+def test_each_format_compiles_in_python_and_uses_no_python_only_syntax(name, rep):
+    assert not PYTHON_ONLY.search(rep), (name, rep)
+    re.compile(rep)                        # as written (st2 validates it so)
+    ActionAliasFormatParser(alias_format=rep)  # as st2 turns it into its regex
+    assert rep == rep.strip() and "  " not in rep, (name, rep)  # YAML folding left no stray space
+
+
+# hubot-stackstorm's getRegexForFormatString (src/lib/command_factory.js): placeholders become
+# \s*([\s\S]+?)\s*, key=value pairs may follow, anchored, compiled with the `i` flag; the first
+# alias whose regex tests true takes the line. XRegExp is used when node can require it.
+HUBOT = r"""
+const reps = JSON.parse(process.argv[1]);
+const lines = JSON.parse(require("fs").readFileSync(0, "utf8"));
+let compile = (s, f) => new RegExp(s, f), engine = "RegExp";
+try { const X = require("xregexp"); compile = (s, f) => X(s, f); engine = "XRegExp"; } catch (e) {}
+function hubot(format) {
+  const extra = '(\\s+(\\S+)\\s*=("([\\s\\S]*?)"|\'([\\s\\S]*?)\'|({[\\s\\S]*?})|(\\S+))\\s*)*';
+  let s = format.replace(/(\s*){{\s*\S+\s*=\s*(?:({.+?}|.+?))\s*}}(\s*)/g,
+                         '\\s*($1([\\s\\S]+?)$3)?\\s*');
+  s = s.replace(/\s*{{.+?}}\s*/g, '\\s*([\\s\\S]+?)\\s*');
+  return compile('^\\s*' + s + extra + '\\s*$', 'i');
+}
+reps.forEach(r => compile(r, "i"));  // the format as written compiles too
+const compiled = reps.map(hubot);
+console.log(JSON.stringify({engine: engine, matches: lines.map(
+  l => compiled.map((c, i) => c.test(l) ? i : -1).filter(i => i >= 0))}));
+"""
+
+
+def hubot_matches(lines):
+    """For each line, the indexes in ALL_REPRESENTATIONS of the formats hubot's regex takes."""
+    reps = [rep for _name, rep in ALL_REPRESENTATIONS]
+    done = subprocess.run(["node", "-e", HUBOT, json.dumps(reps)], input=json.dumps(lines),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["matches"]
+
+
+PACK_ALIASES = [types.SimpleNamespace(name=a["name"], formats=a["formats"]) for a in ALIASES]
+
+
+@functools.lru_cache(maxsize=None)
+def st2_matches(line):
+    """The indexes in ALL_REPRESENTATIONS of the formats st2's matcher takes for a line."""
+    reps = [r for _n, r in ALL_REPRESENTATIONS]
+    return sorted(reps.index(m["representation"])
+                  for m in match_command_to_alias(line, PACK_ALIASES))
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_hubot_and_st2_take_the_same_format_for_every_line():
+    lines = ALL_LINES + variants(ALL_LINES)
+    for line, in_hubot in zip(lines, hubot_matches(lines)):
+        assert sorted(in_hubot) == st2_matches(line), line
+
+
+def test_every_variant_takes_at_most_one_format():
+    for line in variants(ALL_LINES):
+        found = [ALL_REPRESENTATIONS[i] for i in st2_matches(line)]
+        assert len(found) <= 1, (line, found)
+
+
+def test_no_value_swallows_a_word():
+    """Whatever line st2 runs an alias of the pack for, each value it extracts is one word (or
+    a key=value pair's value): extra words go to the help alias, never into an id."""
+    for line in ALL_LINES + variants(ALL_LINES):
+        for index in st2_matches(line):
+            rep = ALL_REPRESENTATIONS[index][1]
+            params = extract_parameters(format_str=rep, param_stream=line)
+            for name in placeholders(rep):
+                assert len(params[name].split()) == 1, (line, name, params[name])
 
 
 def test_the_dry_run_alias_fixes_dry_run_and_both_remedy_aliases_report_alike():
