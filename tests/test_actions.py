@@ -49,7 +49,7 @@ def no_outside_calls():
         return mock.Mock(side_effect=AssertionError("%s was called" % what))
     return [mock.patch("dvremedy.adapters.cloud.connect", refuse("the cloud")),
             mock.patch("dvremedy.adapters.sshclient.SSHSession", refuse("SSH")),
-            mock.patch("dvremedy.steps.respond.respond", refuse("st2's API"))]
+            mock.patch("dvremedy.adapters.st2api.respond", refuse("st2's API"))]
 
 
 class PackActionTestCase(BaseActionTestCase):

@@ -15,7 +15,8 @@ import pytest
 
 from dvremedy.errors import ConfigError, InputError
 from dvremedy.runner import run_step
-from dvremedy.steps.respond import NotApprover, St2ApiError, respond, respond_step
+from dvremedy.adapters.st2api import St2ApiError, respond
+from dvremedy.steps.respond import NotApprover, respond_step
 
 from testsupport.st2api import (ANSWERED, BOT, EXECUTION, EXPIRED, ONLY_ALICE, OTHER_SCHEMA,
                                 PENDING, REPO, TOKEN, UNKNOWN, approvers, chat_context, ctx_for,

@@ -1,11 +1,5 @@
-"""Answering a pending st2 inquiry (the remedy's approval, a core.ask) through st2's own API,
-with the temporary token st2's python runner gives every action (stackstorm.md §4).
-
-The call is the one st2 v3.9.0 implements (st2client InquiryResourceManager.respond, st2api
-InquiriesController.put): PUT <ST2_ACTION_API_URL>/inquiries/<id>, header X-Auth-Token, JSON
-body {"id": <id>, "response": {...}}; 200 gives back {"id", "response"}. Errors come as JSON
-{"faultstring": ...}: 400 already answered, timed out or a response the schema refuses; 403 the
-user may not answer it (the inquiry's users/roles); 404 no such execution; 401 token refused.
+"""Answering a pending st2 inquiry (the remedy's approval, a core.ask) through st2's own API
+(adapters.st2api), as the person in chat who asked, if they are an approver.
 
 Who answers: the chat bot's token is the same for everyone in chat, so st2's own check (the
 inquiry's users/roles) cannot tell chat users apart. Before answering, respond reads its OWN
@@ -15,20 +9,16 @@ controller sets context.api_user from the chat adapter's `user`, context.user to
 user, context.source_channel and context.action_alias_ref. That name must be one of
 automatic.approvers.users (see approver_of); otherwise nothing is posted. The answer carries
 who gave it: response {"approved": ..., "by": {"user", "via", "channel"}} (the remedy's
-core.ask schema does not forbid extra properties; st2 keeps them in the task's result).
-
-The token goes into one request header and nowhere else: not into results, errors or logs."""
-import json
+core.ask schema does not forbid extra properties; st2 keeps them in the task's result)."""
 import os
 import re
 
-from dvremedy.errors import ConfigError, InputError, RemedyError, tail
+from dvremedy.adapters import st2api
+from dvremedy.errors import ConfigError, InputError, RemedyError
 from dvremedy.settings import RELOAD
 
 STEP = "respond"
 INQUIRY_ID = re.compile(r"^[0-9a-fA-F]{24}$")  # st2 ids are MongoDB ObjectIds
-CONNECT_TIMEOUT_S = 5
-READ_TIMEOUT_S = 30  # the API validates, resumes the workflow and answers: seconds at most
 API_URL_ENV, TOKEN_ENV = "ST2_ACTION_API_URL", "ST2_ACTION_AUTH_TOKEN"
 EXECUTION_ENV = "ST2_ACTION_EXECUTION_ID"
 # an approver's name as configured: no whitespace, control characters, braces or "%" (so no
@@ -37,28 +27,10 @@ APPROVER_NAME = re.compile(r"^[^\s{}%\x00-\x1f\x7f]{1,128}$")
 CHANNEL_SHOWN = re.compile(r"^[\w#@.:/+-]{1,128}$")  # a channel recorded in `by` as is
 CACERT_ENV = "ST2_CACERT"  # st2client's variable for a private CA of an https API
 
-ADVICE = {
-    400: "it was answered already or timed out: `st2 inquiry list` shows the pending ones",
-    401: "st2 refused the action's temporary token: check st2's auth service",
-    403: "the inquiry names the users or roles allowed to answer it; the chat bot's st2 user "
-         "must be one of them",
-    404: "check the id: `st2 inquiry list` shows the pending inquiries",
-}
-OWN_EXECUTION_ADVICE = {
-    401: "st2 refused the action's temporary token: check st2's auth service",
-    403: "the chat bot's st2 user may not view its own execution: with RBAC, grant its role "
-         "action_view and action_execute on dangling_volume.respond",
-    404: "ST2_ACTION_API_URL does not lead to the st2 API that runs this action",
-}
 HOW_TO_CHANGE = ("who may approve is automatic.approvers.users in "
                  "/opt/stackstorm/configs/dangling_volume.yaml (then `st2ctl reload "
                  "--register-configs`); `st2 inquiry respond <id>` is governed by st2's RBAC "
                  "instead")
-
-
-class St2ApiError(RemedyError):
-    """A call to st2's API failed: carries method, url, HTTP status and st2's faultstring."""
-    kind = "st2_api"
 
 
 class NotApprover(RemedyError):
@@ -145,56 +117,6 @@ def require_inquiry_id(value):
     return value.strip().lower()
 
 
-def respond(api_url, token, inquiry_id, response, verify=True,
-            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)):
-    """PUT the response to the inquiry; returns st2's answer {"id", "response"}."""
-    url = "%s/inquiries/%s" % (api_url.rstrip("/"), inquiry_id)
-    return _call("PUT", url, token, {"id": inquiry_id, "response": response}, verify, timeout,
-                 ADVICE, inquiry_id=inquiry_id)
-
-
-def own_context(api_url, token, execution_id, verify=True,
-                timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)):
-    """The context st2 recorded for this action's own execution (GET /executions/<id>)."""
-    url = "%s/executions/%s" % (api_url.rstrip("/"), execution_id)
-    body = _call("GET", url, token, None, verify, timeout, OWN_EXECUTION_ADVICE,
-                 execution_id=execution_id)
-    if body.get("id") != execution_id or not isinstance(body.get("context"), dict):
-        raise St2ApiError("st2's answer to GET %s is not this execution with its context"
-                          % url, step=STEP, method="GET", url=url, execution_id=execution_id)
-    return body["context"]
-
-
-def _call(method, url, token, payload, verify, timeout, advice, **evidence):
-    import requests  # shipped with st2; imported here so bad input never pays for it
-    evidence = dict({"method": method, "url": url}, **evidence)
-    try:
-        answer = requests.request(
-            method, url, data=None if payload is None else json.dumps(payload),
-            headers={"X-Auth-Token": token, "Content-Type": "application/json",
-                     "Accept": "application/json"},
-            timeout=timeout, verify=verify, allow_redirects=False)
-    except requests.ConnectTimeout:
-        raise St2ApiError("no connection to st2's API at %s within %s s" % (url, timeout[0]),
-                          step=STEP, timeout_s=timeout[0], **evidence)
-    except requests.Timeout:
-        raise St2ApiError("st2's API did not answer %s %s within %s s" % (
-            method, url, timeout[1]), step=STEP, timeout_s=timeout[1], **evidence)
-    except requests.RequestException as exc:
-        raise St2ApiError("cannot reach st2's API at %s: %s: %s" % (
-            url, type(exc).__name__, _redact(str(exc), token)), step=STEP, **evidence)
-    body = _json(answer)
-    if answer.status_code == 200 and isinstance(body, dict):
-        return body
-    fault = _redact(body.get("faultstring"), token) if isinstance(body, dict) else None
-    raise St2ApiError(
-        "st2 answered %s %s with HTTP %d: %s" % (method, url, answer.status_code,
-                                                fault or "(no faultstring)"),
-        step=STEP, http_status=answer.status_code, faultstring=fault,
-        advice=advice.get(answer.status_code),
-        body_tail=None if fault else _redact(tail(answer.text, 500), token), **evidence)
-
-
 def respond_step(ctx, inquiry_id, approved, environ=None):
     """Approve (approved=true) or reject the remedy's approval request, if the person asking is
     an approver (approver_of). A run_step step: ctx.settings gives automatic.approvers (no
@@ -206,15 +128,15 @@ def respond_step(ctx, inquiry_id, approved, environ=None):
     environ = os.environ if environ is None else environ
     api_url, token = environ.get(API_URL_ENV), environ.get(TOKEN_ENV)
     if not api_url or not api_url.startswith(("http://", "https://")):
-        raise St2ApiError("%s is %s: respond runs under st2's python runner, which sets it"
+        raise st2api.St2ApiError("%s is %s: respond runs under st2's python runner, which sets it"
                           % (API_URL_ENV, "not set" if not api_url else "not an http(s) URL"),
                           step=STEP)
     if not token:
-        raise St2ApiError("%s is not set: st2 gives actions a temporary token when its auth "
+        raise st2api.St2ApiError("%s is not set: st2 gives actions a temporary token when its auth "
                           "service is enabled" % TOKEN_ENV, step=STEP)
     execution_id = environ.get(EXECUTION_ENV) or ""
     if not INQUIRY_ID.match(execution_id):  # an execution id is an ObjectId too
-        raise St2ApiError("%s is %s: respond runs under st2's python runner, which sets it to "
+        raise st2api.St2ApiError("%s is %s: respond runs under st2's python runner, which sets it to "
                           "the execution's id" % (EXECUTION_ENV, "not set" if not execution_id
                                                   else "not an st2 id"), step=STEP)
     approvers = approvers_from(getattr(ctx, "settings", None))
@@ -223,8 +145,8 @@ def respond_step(ctx, inquiry_id, approved, environ=None):
                           "automatic.approvers.users is empty", step=STEP, may_approve=[],
                           advice=HOW_TO_CHANGE)
     verify = environ.get(CACERT_ENV) or True
-    by = approver_of(own_context(api_url, token, execution_id, verify=verify), approvers)
-    answer = respond(api_url, token, inquiry_id, {"approved": approved, "by": by},
+    by = approver_of(st2api.own_context(api_url, token, execution_id, verify=verify), approvers)
+    answer = st2api.respond(api_url, token, inquiry_id, {"approved": approved, "by": by},
                      verify=verify)
     verb = "approved" if approved else "rejected"
     return {"inquiry_id": inquiry_id, "approved": approved, "by": by,
@@ -235,15 +157,3 @@ def respond_step(ctx, inquiry_id, approved, environ=None):
                 "goes on" if approved else "ends without changing anything")}
 
 
-def _json(answer):
-    try:
-        return answer.json()
-    except ValueError:
-        return None
-
-
-def _redact(text, token):
-    """st2 never echoes a token; a proxy in front of it might: keep it out of the evidence."""
-    if not isinstance(text, str) or not token:
-        return text
-    return text.replace(token, "********")
