@@ -14,6 +14,7 @@ import os
 import re
 
 from dvremedy.adapters import st2api
+from dvremedy.adapters.st2api import St2ApiError
 from dvremedy.errors import ConfigError, InputError, RemedyError
 from dvremedy.settings import RELOAD
 
@@ -128,15 +129,15 @@ def respond_step(ctx, inquiry_id, approved, environ=None):
     environ = os.environ if environ is None else environ
     api_url, token = environ.get(API_URL_ENV), environ.get(TOKEN_ENV)
     if not api_url or not api_url.startswith(("http://", "https://")):
-        raise st2api.St2ApiError("%s is %s: respond runs under st2's python runner, which sets it"
+        raise St2ApiError("%s is %s: respond runs under st2's python runner, which sets it"
                           % (API_URL_ENV, "not set" if not api_url else "not an http(s) URL"),
                           step=STEP)
     if not token:
-        raise st2api.St2ApiError("%s is not set: st2 gives actions a temporary token when its auth "
+        raise St2ApiError("%s is not set: st2 gives actions a temporary token when its auth "
                           "service is enabled" % TOKEN_ENV, step=STEP)
     execution_id = environ.get(EXECUTION_ENV) or ""
     if not INQUIRY_ID.match(execution_id):  # an execution id is an ObjectId too
-        raise st2api.St2ApiError("%s is %s: respond runs under st2's python runner, which sets it to "
+        raise St2ApiError("%s is %s: respond runs under st2's python runner, which sets it to "
                           "the execution's id" % (EXECUTION_ENV, "not set" if not execution_id
                                                   else "not an st2 id"), step=STEP)
     approvers = approvers_from(getattr(ctx, "settings", None))
@@ -155,5 +156,3 @@ def respond_step(ctx, inquiry_id, approved, environ=None):
                 verb, inquiry_id, by["user"], by["via"],
                 ", " + by["channel"] if by["channel"] else "",
                 "goes on" if approved else "ends without changing anything")}
-
-
