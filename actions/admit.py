@@ -1,8 +1,8 @@
 """st2 glue for dvremedy.steps.admission.admit (see admit.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.steps.admission import admit
 from dvremedy.runner import run_step
+from dvremedy.steps.admission import admit
 
 
 class Admit(Action):

@@ -1,8 +1,8 @@
 """st2 glue for dvremedy.steps.attachments.list_attachments (see attachments.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.steps.attachments import list_attachments
 from dvremedy.runner import run_step
+from dvremedy.steps.attachments import list_attachments
 
 
 class Attachments(Action):

@@ -1,8 +1,8 @@
 """st2 glue for dvremedy.steps.audit.run (see audit.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.steps import audit
 from dvremedy.runner import run_step
+from dvremedy.steps import audit
 
 
 class Audit(Action):

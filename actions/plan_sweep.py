@@ -1,8 +1,8 @@
 """st2 glue for dvremedy.model.sweep.plan_sweep (see plan_sweep.yaml)."""
 from st2common.runners.base_action import Action
 
-from dvremedy.settings import Settings
 from dvremedy.model.sweep import plan_sweep
+from dvremedy.settings import Settings
 
 
 class PlanSweep(Action):

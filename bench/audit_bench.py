@@ -32,11 +32,11 @@ import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import labcloud
-from dvremedy.runner import session_opener
-from dvremedy.model import correlate
-from dvremedy.steps import audit
 from dvremedy.adapters.cloud import connect
+from dvremedy.model import correlate
+from dvremedy.runner import session_opener
 from dvremedy.settings import Settings
+from dvremedy.steps import audit
 
 SERVERS_PER_STEP = 25
 DATA_PER_SERVER = 4

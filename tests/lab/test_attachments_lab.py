@@ -13,12 +13,10 @@ from testsupport.lab import REPO, run_lab_tool
 from testsupport.labchecks import MALFORMED
 
 from dvremedy import runner
-
 from dvremedy.adapters import libvirt
-
-from dvremedy.steps import attachments, remedy, views
 from dvremedy.runner import run_step
 from dvremedy.settings import Settings
+from dvremedy.steps import attachments, remedy, views
 
 
 @pytest.fixture(scope="module")

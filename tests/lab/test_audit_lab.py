@@ -17,10 +17,10 @@ import labcloud
 from testsupport.lab import REPO, run_lab_tool
 from testsupport.labchecks import records
 
-from dvremedy.steps import audit
 from dvremedy.adapters.cloud import connect
 from dvremedy.runner import run_step, session_opener
 from dvremedy.settings import Settings
+from dvremedy.steps import audit
 
 
 @pytest.fixture(scope="module")

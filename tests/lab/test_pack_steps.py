@@ -9,8 +9,8 @@ import pytest
 import labcloud
 from testsupport.labchecks import MALFORMED, state
 
-from dvremedy.steps import remedy
 from dvremedy.runner import run_step
+from dvremedy.steps import remedy
 
 
 @pytest.fixture(scope="module")

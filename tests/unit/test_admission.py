@@ -6,10 +6,10 @@ import datetime
 
 import pytest
 
-from dvremedy.steps.admission import admit, counter_key, decide
 from dvremedy.errors import InputError
 from dvremedy.runner import StepContext
 from dvremedy.settings import Settings
+from dvremedy.steps.admission import admit, counter_key, decide
 
 from oslo_config import cfg
 from python_runner.python_action_wrapper import ActionService

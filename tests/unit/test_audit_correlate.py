@@ -10,7 +10,6 @@ import datetime
 import pytest
 
 from dvremedy.adapters import inventory
-
 from dvremedy.model import audit_report, classify, correlate
 
 from testsupport.audit_fakes import LONG_AGO, P1, P2, Cloud

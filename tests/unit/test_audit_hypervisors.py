@@ -10,8 +10,9 @@ import time
 import pytest
 
 from dvremedy.adapters import hypervisors, libvirt
-from dvremedy.errors import SSHError
 from dvremedy.adapters.sshclient import CommandResult
+from dvremedy.errors import SSHError
+from dvremedy.model import disks
 from testsupport.audit_fakes import VIRSH, LocalSession, write_domains
 
 VOL_A = "0a0a0a0a-1111-4111-8111-000000000001"
@@ -62,7 +63,7 @@ def test_every_host_is_read_with_one_command(hosts):
     assert running["live"][1]["serial"] == VOL_B and running["live"][1]["alias"] == "ua-" + VOL_B
     assert one["instance-00000002"]["running"] is False
     assert read["cmp2"] == dict(read["cmp2"], reachable=True, domains={})
-    assert hypervisors.volume_ids_on_domain(running) == {VOL_A, VOL_B}
+    assert disks.volume_ids_on_domain(running) == {VOL_A, VOL_B}
 
 
 def test_an_unreachable_host_is_named_with_the_reason_and_the_others_are_read(hosts):
@@ -156,16 +157,3 @@ def test_a_shut_off_domain_has_no_id_and_is_not_running():
                           "%s end live 0" % m, XML % ("", "i-2", VOL_B, VOL_B),
                           "%s end config 0" % m])
     assert libvirt.all_domains_disks(CannedSession(output), ["virsh"])["i-2"]["running"] is False
-
-
-@pytest.mark.parametrize("disk_facts, expected", [
-    ({"serial": VOL_A.upper(), "alias": None, "source": None}, VOL_A),
-    ({"serial": None, "alias": "ua-" + VOL_B, "source": None}, VOL_B),
-    ({"serial": "not-a-volume", "alias": "virtio-disk0",
-      "source": "volumes/volume-%s" % VOL_A}, VOL_A),
-    ({"serial": None, "alias": "virtio-disk0",
-      "source": "/var/lib/nova/instances/%s/disk" % VOL_B}, None),
-    ({"serial": None, "alias": None, "source": None}, None),
-])
-def test_a_disk_is_a_volume_by_serial_alias_or_volume_source(disk_facts, expected):
-    assert hypervisors.disk_volume_id(disk_facts) == expected

@@ -13,10 +13,10 @@ import pytest
 
 
 from dvremedy.adapters import report_files
-from dvremedy.model import audit_report
-from dvremedy.steps import audit
 from dvremedy.errors import ConfigError, InputError
+from dvremedy.model import audit_report
 from dvremedy.settings import Settings
+from dvremedy.steps import audit
 from testsupport.audit_fakes import (VIRSH, P1, P2, Cloud, FakeAdapter, LocalSession, pager,
                                      write_domains)
 
@@ -305,8 +305,8 @@ def test_a_report_place_that_cannot_be_made_is_refused_before_the_audit(tmp_path
     blocker = tmp_path / "file"
     blocker.write_text("x")     # a directory cannot be made under a file, even by root
     with pytest.raises(InputError, match="file is not a directory"):
-        report_files.report_paths("file/reports", settings(report_dir=str(tmp_path)), {"kind": "all"},
-                           NOW)
+        report_files.report_paths("file/reports", settings(report_dir=str(tmp_path)),
+                                  {"kind": "all"}, NOW)
     with pytest.raises(ConfigError, match="fix audit.report_dir"):
         report_files.report_paths("", settings(report_dir=str(blocker / "r")), {"kind": "all"}, NOW)
 
@@ -391,9 +391,10 @@ def test_a_symlinked_report_dir_is_the_operators_choice_and_is_followed(tmp_path
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
     conf = settings(report_dir=str(tmp_path / "link"))
-    assert report_files.report_paths("x.json", conf, {"kind": "all"}, NOW)["json"] == str(real / "x.json")
+    paths = report_files.report_paths("x.json", conf, {"kind": "all"}, NOW)
+    assert paths["json"] == str(real / "x.json")
     assert report_files.report_paths(str(tmp_path / "link" / "y.json"), conf, {"kind": "all"},
-                              NOW)["json"] == str(real / "y.json")
+                                     NOW)["json"] == str(real / "y.json")
 
 
 def test_a_refused_report_path_stops_the_step_before_any_cloud_call(tmp_path):

@@ -28,10 +28,10 @@ from testsupport.badinputs import (BOOT_A, CONTROLLER, DATA_A, DATA_B, FREE, HOS
 from testsupport.labchecks import MALFORMED
 from testsupport.workflows import P, REPO
 
-from dvremedy.steps import remedy as remedy_steps
 from dvremedy.errors import ConfigError
 from dvremedy.runner import run_step
 from dvremedy.settings import Settings
+from dvremedy.steps import remedy as remedy_steps
 
 GOOD_CONNECTOR = {"host": HOST, "platform": "x86_64", "os_type": "linux", "ip": "10.0.0.11",
                   "multipath": False, "initiator": "iqn.2004-10.com.fake:cmp1"}

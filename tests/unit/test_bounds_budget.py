@@ -3,10 +3,9 @@ config (with margin), and run_step refuses a config that does not fit before any
 import pytest
 
 from dvremedy import budget
-
-from dvremedy.steps import remedy
 from dvremedy.runner import run_step
 from dvremedy.settings import Settings
+from dvremedy.steps import remedy
 
 SERVER = "03549f61-9cee-4bdf-b5e9-39c18d815a06"
 VOLUME = "4abf2cfe-5208-47bb-9a72-15114a722113"

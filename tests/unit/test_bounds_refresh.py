@@ -12,9 +12,9 @@ import time
 import pytest
 
 from dvremedy.adapters import novamanage
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 from dvremedy.errors import InputError, NovaManageError
 from dvremedy.settings import Settings
-from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 
 SERVER = "03549f61-9cee-4bdf-b5e9-39c18d815a06"
 VOLUME = "4abf2cfe-5208-47bb-9a72-15114a722113"

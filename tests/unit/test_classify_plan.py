@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
-from dvremedy.model import classify as c
 from dvremedy.errors import InputError, StateError
+from dvremedy.model import classify as c
 from dvremedy.model.plan import make_plan
 from testsupport.views import ATT, ATT2, OTHER, broken, healthy
 

@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from dvremedy.adapters import libvirt
-from dvremedy.errors import InputError, LibvirtError, NotFound
 from dvremedy.adapters.sshclient import SSHSession, SSHTarget
+from dvremedy.errors import InputError, LibvirtError, NotFound
+from dvremedy.model import disks
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(TESTS_DIR, "fixtures", "libvirt")
@@ -56,26 +57,6 @@ def test_xml_that_is_not_a_domain_is_a_libvirt_error():
         libvirt.parse_domain_xml("<domain><devices>")
     with pytest.raises(LibvirtError, match="<domain>"):
         libvirt.parse_domain_xml("<network/>")
-
-
-def test_volumes_match_by_serial_or_alias_first():
-    iscsi = libvirt.parse_domain_xml(fixture_text("instance-iscsi-running.xml"))
-    assert [d["target"] for d in libvirt.disks_of_volume(iscsi, ISCSI_VOL)] == ["sdb"]
-    assert libvirt.disks_of_volume(iscsi, ISCSI_VOL.upper())[0]["target"] == "sdb"
-    rbd = libvirt.parse_domain_xml(fixture_text("instance-rbd-shutoff.xml"))
-    assert [d["target"] for d in libvirt.disks_of_volume(rbd, RBD_VOL)] == ["vda"]
-    alias_only = [{"target": "vdz", "serial": None, "alias": "ua-" + NFS_VOL, "source": "x"}]
-    assert libvirt.disks_of_volume(alias_only, NFS_VOL) == alias_only
-
-
-def test_the_source_path_is_only_a_fallback():
-    rbd = libvirt.parse_domain_xml(fixture_text("instance-rbd-shutoff.xml"))
-    assert [d["target"] for d in libvirt.disks_of_volume(rbd, RBD_BARE_VOL)] == ["vdb"]
-    # a serial match elsewhere wins over a source that merely mentions the id
-    decoy = {"target": "vdy", "serial": None, "alias": None, "source": "/x/" + NFS_VOL}
-    matched = libvirt.disks_of_volume(rbd + [decoy], NFS_VOL)
-    assert [d["target"] for d in matched] == ["vdc"]
-    assert libvirt.disks_of_volume(rbd, "00000000-0000-4000-8000-000000000000") == []
 
 
 DOMBLKLIST = """ Target   Source
@@ -228,7 +209,7 @@ def test_all_domains_disks_in_one_remote_command(session, lab_dir):
     stopped = everything["instance-0000002b"]
     assert stopped["running"] is False
     assert [d["target"] for d in stopped["config"]] == ["sda", "sdc"]
-    assert libvirt.disks_of_volume(stopped["config"], RBD_VOL)[0]["target"] == "sdc"
+    assert disks.disks_of_volume(stopped["config"], RBD_VOL)[0]["target"] == "sdc"
 
 
 def test_all_domains_disks_quotes_the_prefix_and_odd_names(session, lab_dir, tmp_path):

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from dvremedy.adapters import novamanage
-from dvremedy.errors import CommandError, InputError, NotFound, NovaManageError
 from dvremedy.adapters.sshclient import SSHSession, SSHTarget
+from dvremedy.errors import CommandError, InputError, NotFound, NovaManageError
 
 SERVER = "03549f61-9cee-4bdf-b5e9-39c18d815a06"
 VOLUME = "4abf2cfe-5208-47bb-9a72-15114a722113"

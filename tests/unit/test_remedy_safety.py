@@ -9,11 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from dvremedy.model import classify, plan
-
-from dvremedy.steps import remedy, views
 from dvremedy.errors import CloudError, InputError, NovaManageError, StateError
+from dvremedy.model import classify, plan
 from dvremedy.settings import Settings
+from dvremedy.steps import remedy, views
 from testsupport.views import ATT2, OTHER, SERVER, VOLUME, broken, healthy
 
 NOW = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.timezone.utc)

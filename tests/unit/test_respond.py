@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from dvremedy.adapters.st2api import St2ApiError, respond
 from dvremedy.errors import ConfigError, InputError
 from dvremedy.runner import run_step
-from dvremedy.adapters.st2api import St2ApiError, respond
 from dvremedy.steps.respond import NotApprover, respond_step
 
 from testsupport.st2api import (ANSWERED, BOT, EXECUTION, EXPIRED, ONLY_ALICE, OTHER_SCHEMA,

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from testsupport import sshd as sshd_helper
-from dvremedy.errors import CommandError, HostKeyError, InputError, SSHError
 from dvremedy.adapters.sshclient import SSHPool, SSHSession, SSHTarget, quote_argv
+from dvremedy.errors import CommandError, HostKeyError, InputError, SSHError
 
 
 def target(server, **overrides):

@@ -12,9 +12,8 @@ import uuid
 import requests
 
 from dvremedy.adapters import inventory
-
-from dvremedy.model import correlate
 from dvremedy.adapters.sshclient import CommandResult
+from dvremedy.model import correlate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__)))))

@@ -1,8 +1,5 @@
-"""A domain's disks as libvirt sees them, read with virsh over an SSH session.
-
-Disks are matched to a Cinder volume the way Nova does (../shared/reference/openstack.md §5):
-by <serial> (the volume id) or <alias name='ua-<volume id>'/>, and only when no disk has
-either, by the volume id appearing in the source path (RBD and NFS-style sources)."""
+"""A domain's disks as libvirt sees them, read with virsh over an SSH session: each disk's
+target, source, <serial> and alias, which model.disks matches to a Cinder volume."""
 
 import shlex
 import uuid
@@ -58,22 +55,6 @@ def _source(element):
         if element.get(attr):
             return element.get(attr)
     return None
-
-
-def disks_of_volume(disks, volume_id):
-    """The disks that are this volume: by serial or 'ua-' alias; if no disk matches that way,
-    those whose source contains the volume id."""
-    vol = str(volume_id).lower()
-    exact = [d for d in disks if _names_volume(d, vol)]
-    if exact:
-        return exact
-    return [d for d in disks if vol in (d.get("source") or "").lower()]
-
-
-def _names_volume(disk, vol):
-    """Nova's own marks: <serial> is the volume id; the alias is 'ua-<volume id>' (nova 29+)."""
-    serial, alias = (disk.get("serial") or "").lower(), (disk.get("alias") or "").lower()
-    return serial == vol or alias == "ua-" + vol
 
 
 def parse_domblklist(text, details=None):

@@ -14,8 +14,8 @@ import uuid
 
 from dvremedy.errors import (CommandError, InputError, NotFound, NovaManageError, RemedyError,
                              SSHError, tail)
-from dvremedy.settings import OWNER_PATTERN
 from dvremedy.adapters.sshclient import bound_on_host, quote_argv
+from dvremedy.settings import OWNER_PATTERN
 
 LOG = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ OWN_EXECUTION_ADVICE = {
     404: "ST2_ACTION_API_URL does not lead to the st2 API that runs this action",
 }
 
+
 class St2ApiError(RemedyError):
     """A call to st2's API failed: carries method, url, HTTP status and st2's faultstring."""
     kind = "st2_api"

@@ -8,14 +8,13 @@ An `inventory` is a dict:
   servers      {server_id: inventory.server_facts(...) or None (looked up: no such server)}
   volumes      {volume_id: inventory.volume_facts(...) or None (looked up: no such volume)}
   records      [inventory.attachment_record(...)], or None when the volume API has no 3.27
-  hypervisors  {host: hypervisors.read_host(...)}
+  hypervisors  {host: adapters.hypervisors.read_host(...)}
   deep         {server_id: inventory.server_attachments(...)} for servers read at 2.89
   scope        {"kind": "all" | "project" | "host", "project_id", "host"}
 """
-from dvremedy.adapters import libvirt
-from dvremedy.model import classify, plan
 from dvremedy.errors import InputError, StateError
-from dvremedy.adapters.hypervisors import volume_ids_on_domain
+from dvremedy.model import classify, plan
+from dvremedy.model.disks import disks_of_volume, volume_ids_on_domain
 
 REMEDY_ACTION = "dangling_volume.remedy"
 UNVERIFIED = "unverified"     # only the hypervisor could not be read: not a finding
@@ -169,7 +168,7 @@ def _hypervisor_view(inv, srv, volume_id):
 
 
 def _targets(disks, volume_id):
-    return [d["target"] for d in libvirt.disks_of_volume(disks or [], volume_id)]
+    return [d["target"] for d in disks_of_volume(disks or [], volume_id)]
 
 
 def _cinder_view(inv, atts, volume_id):

@@ -4,8 +4,8 @@ The plan names the steps the workflow runs, each with its reason, so a dry run s
 what a real run would do. The refresh path is the runbook's (stop, get_connector, refresh,
 detach, start) plus what the runbook forgets: the server must be stopped, and a volume stuck
 `detaching` must first go back to in-use (Cinder will not reserve it otherwise, refresh rc 2)."""
-from dvremedy.model import classify as c
 from dvremedy.errors import InputError, StateError
+from dvremedy.model import classify as c
 
 NOTHING, DETACH_ONLY, REFRESH, LIBVIRT_ONLY = "nothing", "detach_only", "refresh", "libvirt_only"
 REFRESH_PROBLEMS = {c.NOVA_ONLY, c.STUCK_DETACHING, c.STUCK_ATTACHING, c.ATTACHMENT_MISMATCH,

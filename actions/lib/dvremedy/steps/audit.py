@@ -19,7 +19,6 @@ import json
 import time
 
 from dvremedy.adapters import hypervisors, inventory, report_files
-
 from dvremedy.errors import InputError
 from dvremedy.model import audit_report, correlate
 
@@ -201,9 +200,9 @@ def _look_up_unlisted(conn, inv, pages, versions, say):
 
 def write_report(report, paths):
     """The full report as JSON, and as a table beside it."""
-    report_files.write_atomically(paths["json"], json.dumps(report, indent=1, sort_keys=True) + "\n")
+    report_files.write_atomically(paths["json"],
+                                  json.dumps(report, indent=1, sort_keys=True) + "\n")
     report_files.write_atomically(paths["table"], audit_report.render_table(report))
-
 
 
 # -- the step the action runs ----------------------------------------------------------------------

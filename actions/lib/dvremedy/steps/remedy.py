@@ -1,16 +1,15 @@
 """One function per remedy step. Each: read -> decide (pure) -> act only if needed -> report
 what changed. Idempotent: run twice, the second run changes nothing. Every wait has a deadline.
-Each takes a glue.StepContext (settings, a lazy OpenStack connection, SSH sessions)."""
+Each takes a runner.StepContext (settings, a lazy OpenStack connection, SSH sessions)."""
 import datetime
 
 from dvremedy.adapters import libvirt, novamanage
-
-from dvremedy.model import classify, plan
-
-from dvremedy.steps import admission, views
 from dvremedy.adapters.cloud import api, server_state, wait_for, wait_server, wait_volume
 from dvremedy.errors import CloudError, InputError, NotFound, NovaManageError, StateError
+from dvremedy.model import classify, plan
+from dvremedy.model import disks as disk_rule
 from dvremedy.settings import require_uuid
+from dvremedy.steps import admission, views
 
 
 def identify(ctx, server_id, volume_id, detach=True, allow_libvirt_detach=False,
@@ -191,7 +190,7 @@ def libvirt_detach(ctx, server_id, volume_id, allow=False):
     domain = srv.instance_name
     did = []
     for inactive, modes in ((False, ("live",)), (True, ("config",))):
-        disks = libvirt.disks_of_volume(
+        disks = disk_rule.disks_of_volume(
             libvirt.domain_disks(session, virsh, domain, inactive=inactive), volume_id)
         running = libvirt.domain_state(session, virsh, domain) == "running"
         for disk in disks:

@@ -2,15 +2,15 @@
 
 The result is plain data (JSON-able): the classifier and the report work on it, tests build it
 by hand. The hypervisor is asked over SSH with `virsh dumpxml` (live and --inactive) and the
-disk is this volume's by its <serial> or alias ua-<volume_id> (openstack.md §5.1)."""
+disk is this volume's by model.disks (its <serial> or alias ua-<volume_id>; docs/disks.md)."""
 import datetime
 import functools
-import re
 
 from dvremedy.adapters import libvirt
-from dvremedy.model.classify import parse_time
 from dvremedy.adapters.cloud import api
 from dvremedy.errors import NotFound, RemedyError
+from dvremedy.model import disks as disk_rule
+from dvremedy.model.classify import parse_time
 
 STEP = "identify"
 
@@ -69,7 +69,7 @@ def hypervisor_view(ssh_session, virsh, domain, volume_id):
     view = {"reachable": True, "domain": domain}
     for key, inactive in (("live", False), ("config", True)):
         disks = libvirt.domain_disks(ssh_session, virsh, domain, inactive=inactive)
-        view[key] = [d["target"] for d in libvirt.disks_of_volume(disks, volume_id)]
+        view[key] = [d["target"] for d in disk_rule.disks_of_volume(disks, volume_id)]
     return view
 
 
@@ -161,7 +161,6 @@ def identify(conn, ssh_for_host, settings, server_id, volume_id, stuck_after=Non
 # One server, all of its volumes ---------------------------------------------------------------
 
 SERVER_STEP = "attachments"
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def server_attachments(conn, ssh_for_host, settings, server_id):
@@ -189,7 +188,7 @@ def server_attachments(conn, ssh_for_host, settings, server_id):
             hypervisor["error"] = exc.evidence()
             disks = {"live": [], "config": []}
     volume_ids = set(nova) | {r["volume_id"] for r in records}
-    volume_ids |= _volumes_on_domain(disks["live"] + disks["config"])
+    volume_ids |= disk_rule.volume_ids(disks["live"] + disks["config"])
     volumes = []
     for volume_id in volume_ids:
         cinder = _cinder_facts(conn, volume_id)
@@ -197,7 +196,7 @@ def server_attachments(conn, ssh_for_host, settings, server_id):
                                  for r in records if r["volume_id"] == volume_id]
         hyp = dict(hypervisor, live=[], config=[])
         for key in ("live", "config"):
-            hyp[key] = [d["target"] for d in libvirt.disks_of_volume(disks[key], volume_id)]
+            hyp[key] = [d["target"] for d in disk_rule.disks_of_volume(disks[key], volume_id)]
         volumes.append({"server": server, "volume_id": volume_id, "nova": nova.get(volume_id),
                         "nova_volume_ids": sorted(nova), "cinder": cinder, "hypervisor": hyp})
     # Nova's device order first (/dev/sda, /dev/sdb, ...); volumes Nova does not list after
@@ -240,15 +239,3 @@ def _cinder_facts(conn, volume_id):
     except NotFound:
         return {"id": volume_id, "name": None, "status": None, "bootable": None,
                 "updated_at": None, "project_id": None, "exists": False}
-
-
-def _volumes_on_domain(disks):
-    """Volume ids named by Nova's marks on the domain's disks: <serial> or alias ua-<id>."""
-    found = set()
-    for disk in disks:
-        serial = (disk.get("serial") or "").lower()
-        alias = (disk.get("alias") or "").lower()
-        for mark in (serial, alias[len("ua-"):] if alias.startswith("ua-") else ""):
-            if _UUID.match(mark):
-                found.add(mark)
-    return found
