@@ -4,7 +4,7 @@ The caller gives the command prefix as a list, because where nova-manage lives d
 deployment: ["nova-manage"], ["sudo", "nova-manage"],
 ["docker", "exec", "nova_conductor", "nova-manage"], ... Exit codes are decoded into
 NovaManageError with the documented meaning and what the operator should do next
-(../shared/reference/openstack.md §1)."""
+(docs/nova-manage.md, "Exit codes and advice")."""
 
 import contextlib
 import json

@@ -8,7 +8,7 @@ policy (one remedy per server) and a remedy that plans nothing for a healthy att
 the guarantees behind it. A datastore that does not answer closes the gate (fail safe).
 
 `store` is anything with st2's ActionService datastore methods: get_value(name, local=...) and
-set_value(name, value, ttl=..., local=...) (stackstorm.md §4). Nothing here imports st2."""
+set_value(name, value, ttl=..., local=...). Nothing here imports st2."""
 import datetime
 
 from dvremedy.errors import InputError
