@@ -56,7 +56,7 @@ REFRESH_CODES = {
         "databases"),
     5: ("the instance is in the wrong state: it must be stopped",
         "stop the server (openstack server stop <server>), wait for SHUTOFF, then refresh again. "
-        "Nova before 27.5.1/29.0.0 also refuses a locked instance: unlock it first"),
+        "Nova before 27.5.1 / 28.3.0 also refuses a locked instance: unlock it first"),
     6: ("the volume is not attached to the instance (no block device mapping)",
         "nothing to refresh: compare 'openstack server volume list' with 'nova-manage "
         "volume_attachment show'; the mapping may already be gone"),
@@ -192,7 +192,7 @@ def refresh(session, nova_manage_prefix, server_id, volume_id, connector, *, sta
       refresh_started: True once the refresh command was sent to the host; False when the
         failure came before (validation, mktemp, upload, staging): nothing was changed.
       needs_unlock: True on rc 5 when the output says the instance is locked / must be
-        unlocked (Nova before 27.5.1 / 29.0.0 refuses a locked instance)."""
+        unlocked (Nova before 27.5.1 / 28.3.0 refuses a locked instance)."""
     progress = {"refresh_started": False}
     try:
         return _refresh(session, nova_manage_prefix, server_id, volume_id, connector, staging,
