@@ -11,7 +11,8 @@ import pytest
 
 from testsupport import sshd as sshd_helper
 from dvremedy.adapters import sshclient
-from dvremedy.adapters.sshclient import SSHSession, SSHTarget, bound_on_host
+from dvremedy.adapters.remote_command import bound_on_host
+from dvremedy.adapters.sshclient import SSHSession, SSHTarget
 from dvremedy.errors import CommandError, HostKeyError, SSHError
 
 JOIN_SECONDS = 15   # a hang fails the test instead of blocking the run

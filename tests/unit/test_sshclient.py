@@ -10,7 +10,8 @@ import time
 import pytest
 
 from testsupport import sshd as sshd_helper
-from dvremedy.adapters.sshclient import SSHPool, SSHSession, SSHTarget, quote_argv
+from dvremedy.adapters.remote_command import quote_argv
+from dvremedy.adapters.sshclient import SSHPool, SSHSession, SSHTarget
 from dvremedy.errors import CommandError, HostKeyError, InputError, SSHError
 
 

@@ -5,7 +5,7 @@ refused before the step does anything.
 
 Every bound counted here is enforced somewhere: api_timeout per request (cloud.connect, no
 retry), ssh.connect_timeout per connect stage, retries with their backoff (sshclient), each
-command's timeout plus the host's kill grace (sshclient.bound_on_host), each wait's deadline
+command's timeout plus the host's kill grace (remote_command.bound_on_host), each wait's deadline
 plus the probe that may start just before it (cloud.wait_for), waits.refresh for refresh."""
 import math
 import os
@@ -43,7 +43,8 @@ def ssh_connect(s, hosts=1):
 
 def command(s, seconds=None, bounded=True):
     """One remote command: its channel, its time, the host's kill grace and our wait past it."""
-    from dvremedy.adapters.sshclient import HOST_GRACE, KILL_AFTER
+    from dvremedy.adapters.remote_command import KILL_AFTER
+    from dvremedy.adapters.sshclient import HOST_GRACE
     seconds = s.ssh_command_timeout if seconds is None else seconds
     return s.ssh_connect_timeout + seconds + ((KILL_AFTER + HOST_GRACE) if bounded else 0)
 

@@ -14,7 +14,7 @@ import uuid
 
 from dvremedy.errors import (CommandError, InputError, NotFound, NovaManageError, RemedyError,
                              SSHError, tail)
-from dvremedy.adapters.sshclient import bound_on_host, quote_argv
+from dvremedy.adapters.remote_command import bound_on_host, quote_argv
 from dvremedy.settings import OWNER_PATTERN
 
 LOG = logging.getLogger(__name__)

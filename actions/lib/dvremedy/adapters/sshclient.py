@@ -1,34 +1,28 @@
 """SSH transport on paramiko: verified host keys, key-only auth, deadlines everywhere.
 
-Commands are argv lists; every element is shell-quoted here, so callers never build shell
+Commands are argv lists, quoted word by word (remote_command): callers never build shell
 strings. Host keys come from a known_hosts file and unknown hosts are rejected unless the
 caller explicitly passes accept_unknown_hosts=True. Keys, passphrases and stdin never reach
 a log line or an error."""
 
 import errno
 import logging
-import posixpath
 import select
-import shlex
 import socket
 import time
 from collections import namedtuple
 
 import paramiko
 
+from dvremedy.adapters.remote_command import KILL_AFTER, bound_on_host, quote_argv
 from dvremedy.errors import CommandError, HostKeyError, InputError, SSHError, tail
 
 LOG = logging.getLogger(__name__)
 READ_CHUNK = 32768
 POLL_SECONDS = 0.5    # upper bound of one wait for output; the deadline is checked between
-KILL_AFTER = 5        # seconds the host's `timeout` waits after SIGTERM before SIGKILL
 HOST_GRACE = 2        # seconds we wait past the kill for the host to report the exit
 TIMED_OUT_CODES = (124, 137, -1)    # timeout: TERM worked / KILL needed / KILL ended it too
 CONNECT_BACKOFF = (1.0, 2.0)    # seconds before the 2nd, 3rd, ... connect attempt (last repeats)
-CONTAINER_CLIS = ("docker", "podman")
-# `docker|podman exec` options that take a value as the next word
-EXEC_VALUE_OPTIONS = ("-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir",
-                      "--detach-keys", "--preserve-fds")
 
 
 class SSHTarget(object):
@@ -76,38 +70,6 @@ class CommandResult(namedtuple("CommandResult", "argv exit_code stdout stderr du
     @property
     def ok(self):
         return self.exit_code == 0
-
-
-def quote_argv(argv):
-    """One shell command line from an argv list: each element quoted, never spliced raw."""
-    if isinstance(argv, (str, bytes)) or not argv:
-        raise InputError("a remote command must be a non-empty list of arguments, got %r"
-                         % (argv,))
-    return " ".join(shlex.quote(str(arg)) for arg in argv)
-
-
-def bound_on_host(argv, seconds):
-    """argv run under coreutils `timeout` on the host, so a command we stop waiting for does
-    not keep running there (sshd will not signal a root login's command). In a container
-    (`docker|podman exec [options] <container> ...`, `kubectl exec ... -- ...`) the bound goes
-    inside, right after the container: killing the exec client leaves the process running."""
-    at = _command_start(list(argv))
-    wrapper = ["timeout", "--kill-after=%ds" % KILL_AFTER, "%gs" % max(seconds, 0.1)]
-    return list(argv[:at]) + wrapper + list(argv[at:])
-
-
-def _command_start(words):
-    """Index of the first word of the command that runs inside the container (0 if none)."""
-    for i, word in enumerate(words):
-        name = posixpath.basename(word)
-        if name in CONTAINER_CLIS and words[i + 1:i + 2] == ["exec"]:
-            j = i + 2
-            while j < len(words) and words[j].startswith("-"):
-                j += 2 if words[j] in EXEC_VALUE_OPTIONS else 1
-            return j + 1 if j < len(words) else 0     # after the container name
-        if name == "kubectl" and "--" in words[i:]:
-            return words.index("--", i) + 1
-    return 0
 
 
 class _UnknownHostKey(paramiko.SSHException):
