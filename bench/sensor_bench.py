@@ -43,9 +43,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from testsupport import nova_wire as wire
 from testsupport import rabbitmq_process
 from testsupport import sensor_service as st2svc
-import nova_consumer as nc  # sensors/, on the path through bench/run
+import consumer_messages as cm  # sensors/, on the path through bench/run
+import consumer_settings as cs
+import nova_consumer as nc
 
-ROUTING_KEYS = list(nc.DEFAULTS["routing_keys"])
+ROUTING_KEYS = list(cs.DEFAULTS["routing_keys"])
 RELEVANT_EVERY = 1000  # 0.1 %
 
 
@@ -106,7 +108,7 @@ def raw_consume(url, name, on_message, connected, stop):
                             auto_delete=False)
         consumer = kombu.Consumer(conn.channel(), queues=[queue], on_message=on_message,
                                   auto_declare=False)
-        consumer.qos(prefetch_count=nc.PREFETCH_COUNT)
+        consumer.qos(prefetch_count=cm.PREFETCH_COUNT)
         consumer.consume()
         connected.set()
         while not stop.is_set():
@@ -144,7 +146,7 @@ def drain_raw(url, name, count):
 def make_sensor(url, name, datastore_dir):
     service = st2svc.detach_failed_service(
         datastore_path=os.path.join(datastore_dir, "%s.json" % name))
-    settings = nc.Settings.from_config({"notifications": {
+    settings = cs.Settings.from_config({"notifications": {
         "transport_url": url, "queue": name}})
     logger = logging.getLogger("bench.sensor")
     return nc.NovaDetachConsumer(settings, service, logger), service

@@ -1,29 +1,23 @@
-"""Recognising a failed Nova volume detach in its notifications: pure and stdlib only, since a
-sensor process sees sensors/ and what st2 ships, never actions/lib (stackstorm.md §5).
+"""Reading a Nova notification about a volume detach: pure and stdlib only, since a sensor
+process sees sensors/ and what st2 ships, never actions/lib (docs/stackstorm.md, "What a sensor
+process sees").
 
-There is no instance.volume_detach.error. A failed detach shows as (openstack.md §2.2, lab-trials
-§12.3-§12.6), each with the request's `_context_request_id`:
+There is no instance.volume_detach.error (docs/nova-notifications.md, "There is no
+volume_detach.error"). A failed detach shows as (same file, "What a failed detach emits"), each
+with the request's `_context_request_id`:
 - legacy `detach_volume` (ERROR, notifications.error, publisher compute.<host>): payload
   {exception, args: {instance, volume_id, attachment_id}}; `exception` arrives as a dict, as the
   repr of a dict, or as "ClientException()";
 - versioned `compute.exception` (ERROR, versioned_notifications.error): only the innermost failing
   function and exception, tied to its `instance.volume_detach.start` by the request id;
 - an `instance.volume_detach.start` with no `.end` within a window, timed by arrival.
-decode() gives the message dict inside an AMQP body, classify() the event in it, DetachTracker
-turns events into Failures, payload_for() makes the trigger payload (TRIGGER_PAYLOAD_SCHEMA).
+decode() gives the message dict inside an AMQP body, classify() the event in it (only shapes
+Nova sends; anything else is None), payload_for() makes the trigger payload of a Failure
+(TRIGGER_PAYLOAD_SCHEMA). Which events make a Failure, and when, is detach_tracker.py.
 """
-import collections
 import dataclasses
 import json
 import re
-import time
-
-DEFAULT_WINDOW_S = 180.0  # libvirt gives up after 8 attempts x 20 s = 160 s (openstack.md §2.2)
-# A request id that produced a failure is remembered this long so that a late second signal for
-# it is not a second failure: with cinder-volume down, Nova's 5 attachment_delete retries take
-# about 5 min at the default 60 s RPC timeout (lab-trials §12.3), well after the .start timed out.
-DEFAULT_REMEMBER_S = 600.0
-DEFAULT_MAX_PENDING = 10000  # per table (starts, unmatched signals, remembered ids)
 
 START, END = "instance.volume_detach.start", "instance.volume_detach.end"
 LEGACY_ERROR, COMPUTE_EXCEPTION = "detach_volume", "compute.exception"
@@ -34,7 +28,7 @@ MAX_ID, MAX_REASON = 255, 300
 MAX_EXCEPTION_TEXT = 2000
 MAX_HOST = 253  # RFC 1123 / DNS name length
 
-# What Nova sends, and nothing else (openstack.md §2.2, §2.4; notification-samples/):
+# What Nova sends, and nothing else (docs/nova-notifications.md, "Wire format on RabbitMQ"):
 # ids are canonical lower-case UUIDs (oslo's uuidutils), request ids "req-<uuid>"
 # (oslo.context), hosts hostname-shaped (RFC 1123 labels), timestamps str(utcnow()).
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -42,8 +36,8 @@ _HEX32 = re.compile(r"[0-9a-f]{32}\Z")  # oslo's _unique_id (uuid4().hex)
 _REQUEST_ID = re.compile(r"req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?\Z")
-# Text st2 would render as Jinja again (stackstorm.md §4: render_live_params renders any
-# live parameter holding "{{" or "{%"; "{#" opens a comment).
+# Text st2 would render as Jinja again (docs/stackstorm.md, "Parameters are rendered again":
+# render_live_params renders any live parameter holding "{{" or "{%"; "{#" opens a comment).
 _MARKERS = ("{{", "{%", "{#")
 
 
@@ -363,141 +357,6 @@ def classify(message):
         return None
 
 
-def _failure(server_id, volume_id, host, reason, event_type, message_id, timestamp, source):
-    return Failure(server_id, volume_id, host or "", reason, event_type, message_id or "",
-                   timestamp or "", source)
-
-
-class DetachTracker:
-    """Correlates events into Failures, in memory, timed by arrival on `clock`.
-
-    feed(event) returns the Failures an event completes: a legacy `detach_volume` at once, a
-    `compute.exception` once its `.start` (same request id) is known, even when the exception
-    came first (unmatched signals wait window_s). One failure per request id: the first signal
-    wins and the id is remembered for max(remember_s, window_s). expire(), called periodically,
-    returns the `.start`s that got no `.end` within window_s. Each table holds at most
-    max_pending entries; the oldest are dropped and counted in `dropped`."""
-
-    def __init__(self, window_s=DEFAULT_WINDOW_S, clock=time.monotonic,
-                 max_pending=DEFAULT_MAX_PENDING, remember_s=DEFAULT_REMEMBER_S):
-        if not window_s > 0 or max_pending < 1:
-            raise ValueError("window_s must be > 0 and max_pending >= 1")
-        self.window_s, self.clock, self.max_pending = float(window_s), clock, int(max_pending)
-        self.remember_s = max(float(remember_s), self.window_s)
-        self._starts = collections.OrderedDict()   # request id (or ids) -> (arrival, start)
-        self._signals = collections.OrderedDict()  # request id -> (arrival, unmatched signal)
-        self._done = collections.OrderedDict()     # request id -> arrival of its failure
-        self.dropped = collections.Counter()       # table name -> entries dropped by the cap
-        self.unmatched = 0                          # signals that expired with no .start
-
-    def sizes(self):
-        """Entries per table (no __len__: an empty tracker must not be falsy)."""
-        return {"starts": len(self._starts), "signals": len(self._signals),
-                "done": len(self._done)}
-
-    def feed(self, event):
-        now = self.clock()
-        self._prune(now)
-        if isinstance(event, DetachStarted):
-            return self._on_start(event, now)
-        if isinstance(event, DetachEnded):
-            self._starts.pop(event.request_id or (event.server_id, event.volume_id), None)
-        elif isinstance(event, (LegacyDetachError, ComputeException)):
-            return self._on_signal(event, now)
-        return []
-
-    def is_waiting(self, event):
-        """True while this very event (as fed) is kept: a .start waiting for its .end, or a
-        signal waiting for its .start. The consumer keeps such a message unacknowledged until
-        then, so a restart of the sensor does not lose what the tracker had in memory."""
-        if isinstance(event, DetachStarted):
-            entry = self._starts.get(event.request_id or (event.server_id, event.volume_id))
-        elif isinstance(event, (LegacyDetachError, ComputeException)) and event.request_id:
-            entry = self._signals.get(event.request_id)
-        else:
-            return False
-        # equal, not only identical: the same message redelivered (after a reconnect) is held
-        # again until the window of the .start kept from its first delivery ends
-        return entry is not None and entry[1] == event
-
-    def expire(self):
-        now = self.clock()
-        self._prune(now)
-        failures = []
-        while self._starts:
-            key, (arrival, start) = next(iter(self._starts.items()))
-            if now - arrival <= self.window_s:
-                break
-            del self._starts[key]
-            self._remember(start.request_id, now)
-            failures.append(_failure(
-                start.server_id, start.volume_id, start.host,
-                "no %s within %g s" % (END, self.window_s), START, start.message_id,
-                start.timestamp, "timeout"))
-        return failures
-
-    def _put(self, table, name, key, value):
-        table[key] = value
-        while len(table) > self.max_pending:
-            table.popitem(last=False)
-            self.dropped[name] += 1
-
-    def _remember(self, request_id, now):
-        if request_id:
-            self._put(self._done, "done", request_id, now)
-
-    def _prune(self, now):
-        while self._signals and now - next(iter(self._signals.values()))[0] > self.window_s:
-            self._signals.popitem(last=False)
-            self.unmatched += 1
-        while self._done and now - next(iter(self._done.values())) > self.remember_s:
-            self._done.popitem(last=False)
-
-    def _on_start(self, start, now):
-        request_id = start.request_id
-        if request_id in self._done:
-            return []
-        if request_id in self._signals:
-            failure = self._complete(self._signals.pop(request_id)[1], start)
-            self._remember(request_id, now)
-            return [failure]
-        key = request_id or (start.server_id, start.volume_id)
-        if key not in self._starts:
-            self._put(self._starts, "starts", key, (now, start))
-        return []
-
-    def _on_signal(self, signal, now):
-        request_id = signal.request_id
-        if request_id in self._done:
-            return []
-        start = self._starts.pop(request_id, (None, None))[1] if request_id else None
-        failure = self._complete(signal, start)
-        if failure is not None:
-            self._remember(request_id, now)
-            self._signals.pop(request_id, None)  # an earlier signal of this request: superseded
-            return [failure]
-        if request_id and request_id not in self._signals:
-            self._put(self._signals, "signals", request_id, (now, signal))
-        return []
-
-    @staticmethod
-    def _complete(signal, start):
-        """The Failure a signal makes with its .start (None: not enough to name a volume)."""
-        if isinstance(signal, ComputeException):
-            if start is None:
-                return None
-            return _failure(start.server_id, start.volume_id, start.host or signal.host,
-                            signal.reason, COMPUTE_EXCEPTION, signal.message_id,
-                            signal.timestamp, "versioned")
-        server_id = signal.server_id or (start.server_id if start else None)
-        volume_id = signal.volume_id or (start.volume_id if start else None)
-        if not (server_id and volume_id):
-            return None
-        return _failure(server_id, volume_id, signal.host or (start.host if start else None),
-                        signal.reason, LEGACY_ERROR, signal.message_id, signal.timestamp,
-                        "legacy")
-
-
 PAYLOAD_FIELDS = (
     ("server_id", "UUID of the Nova server the volume failed to detach from"),
     ("volume_id", "UUID of the Cinder volume"),
@@ -518,7 +377,8 @@ TRIGGER_PAYLOAD_SCHEMA["properties"]["source"]["enum"] = list(SOURCES)
 
 def payload_for(failure):
     """The dangling_volume.detach_failed trigger payload of a Failure: every field a string
-    without template markers (st2 would render them again: stackstorm.md §4)."""
+    without template markers (st2 would render them again: docs/stackstorm.md,
+    "Parameters are rendered again")."""
     values = dataclasses.asdict(failure)
     return {name: strip_markers("" if values[name] is None else str(values[name]))
             for name, _ in PAYLOAD_FIELDS}

@@ -1,11 +1,13 @@
 """st2 glue for the dangling_volume.detach_failed trigger: a passive sensor whose run() is the
-Nova notification consumer (nova_consumer.py beside it; the logic is there and in
-nova_detach_events.py). One class in this module, as st2's loader expects
-(../shared/reference/stackstorm.md §5)."""
+Nova notification consumer (nova_consumer.py beside it, with the modules it imports). One class
+in this module, as st2's loader expects (docs/stackstorm.md, "What a sensor process sees"). st2
+appends sensors/ to sys.path, after site-packages: the modules here have names no installed
+package uses."""
 import threading
 
 from st2reactor.sensor.base import Sensor
 
+import consumer_settings
 import nova_consumer
 
 
@@ -26,12 +28,12 @@ class NovaDetachSensor(Sensor):
 
     def setup(self):
         try:
-            settings = nova_consumer.Settings.from_config(self.config)
-        except nova_consumer.ConfigError as exc:
+            settings = consumer_settings.Settings.from_config(self.config)
+        except consumer_settings.ConfigError as exc:
             self._problem = "%s (pack config dangling_volume)" % exc
             return
         if not settings.transport_url:
-            self._problem = ("%s.transport_url is empty" % nova_consumer.CONFIG_SECTION)
+            self._problem = ("%s.transport_url is empty" % consumer_settings.CONFIG_SECTION)
             return
         self._consumer = nova_consumer.NovaDetachConsumer(settings, self.sensor_service,
                                                           self._logger)

@@ -20,6 +20,7 @@ from st2common.util import schema as util_schema
 from st2reactor.sensor.base import Sensor
 from st2tests.base import BaseSensorTestCase
 
+from dispatch_dedup import Deduplicator
 import nova_consumer
 import nova_detach_sensor
 from testsupport import nova_wire as wire
@@ -141,9 +142,9 @@ class TestNovaDetachSensor(BaseSensorTestCase):
         self.assertEqual(len(self.get_dispatched_triggers()), 1)
         # remembered in st2's datastore through the sensor service, under the class's prefix
         [kvp] = self.sensor_service.list_values(local=True,
-                                                prefix=nova_consumer.Deduplicator.KEY_PREFIX)
+                                                prefix=Deduplicator.KEY_PREFIX)
         self.assertEqual(kvp.name, "tests.NovaDetachSensor:%s"
-                         % nova_consumer.Deduplicator.key(server, volume))
+                         % Deduplicator.key(server, volume))
         sensor.cleanup()
 
     def test_messages_that_are_not_failed_detaches_dispatch_nothing(self):

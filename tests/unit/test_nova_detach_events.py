@@ -1,10 +1,13 @@
-"""sensors/nova_detach_events.py: decoding, classifying and correlating what Nova emits around a
-volume detach. The fixtures are built here from the documented wire format (openstack.md §2.4,
-lab-trials §12.3, §12.4, §12.6, and what our lab's Nova 34 really sent); where
-../shared/reference/notification-samples exists, every sample there runs too.
+"""sensors/nova_detach_events.py and sensors/detach_tracker.py: decoding, classifying and
+correlating what Nova emits around a volume detach. The fixtures are built here from the
+documented wire format (docs/nova-notifications.md, "What a failed detach emits" and "Wire
+format on RabbitMQ", and what our lab's Nova 34 really sent); where the optional
+../shared/reference/notification-samples exists (beside the repo, never shipped), every sample
+there runs too.
 
-The module is imported from sensors/ alone, as the sensor process imports it (stackstorm.md §5);
-test_imports_with_sensors_only_and_no_site_packages proves it needs nothing else."""
+The modules are imported from sensors/ alone, as the sensor process imports them
+(docs/stackstorm.md, "What a sensor process sees");
+test_imports_with_sensors_only_and_no_site_packages proves they need nothing else."""
 import copy
 import glob
 import itertools
@@ -20,6 +23,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENSORS = os.path.join(REPO, "sensors")
 
+import detach_tracker as dt
 import nova_detach_events as nde
 from testsupport.nova_wire import set_path
 
@@ -129,7 +133,8 @@ REFUSED_REPR = ("{'kwargs': {'device': 'sdb', 'reason': 'the guest did not relea
 
 
 def break_2a(host=HOST, request_id=REQ):
-    """cinder-volume down during detach (lab-trials §12.3), in Nova's emit order."""
+    """cinder-volume down during detach, in Nova's emit order: the .start, the legacy
+    detach_volume ERROR ("ClientException()"), then compute.exception from cinderclient."""
     return [detach_start(host=host, request_id=request_id),
             legacy_error("ClientException()", host=host, request_id=request_id),
             compute_exception("ClientException", "cinderclient.client", "request", HTTP_500,
@@ -137,7 +142,7 @@ def break_2a(host=HOST, request_id=REQ):
 
 
 def break_2b(request_id=REQ):
-    """The guest refuses the detach: DeviceDetachFailed (lab-trials §12.4)."""
+    """The guest refuses the detach: DeviceDetachFailed, in both signals."""
     return [detach_start(request_id=request_id),
             legacy_error(REFUSED_REPR, request_id=request_id),
             compute_exception("DeviceDetachFailed", "nova.virt.labdriver", "detach_volume",
@@ -160,9 +165,9 @@ class Clock:
         self.now += seconds
 
 
-def tracker(window_s=nde.DEFAULT_WINDOW_S, **kwargs):
+def tracker(window_s=dt.DEFAULT_WINDOW_S, **kwargs):
     clock = Clock()
-    return nde.DetachTracker(window_s, clock=clock, **kwargs), clock
+    return dt.DetachTracker(window_s, clock=clock, **kwargs), clock
 
 
 def _draft4(schema):
@@ -447,7 +452,7 @@ def test_legacy_only_cloud_fails_at_once(wrap):
 def test_successful_detach_is_no_failure(wrap):
     track, clock = tracker()
     assert run(successful_detach(), wrap, track) == []
-    clock.advance(nde.DEFAULT_WINDOW_S * 10)
+    clock.advance(dt.DEFAULT_WINDOW_S * 10)
     assert track.expire() == [] and empty(track)
 
 
@@ -474,12 +479,12 @@ def test_late_legacy_error_after_the_timeout_is_not_a_second_failure():
     track, clock = tracker()
     start, legacy, exception = break_2a()
     track.feed(nde.classify(start))
-    clock.advance(nde.DEFAULT_WINDOW_S + 1)
+    clock.advance(dt.DEFAULT_WINDOW_S + 1)
     assert [f.source for f in track.expire()] == ["timeout"]
     clock.advance(120)
     assert track.feed(nde.classify(legacy)) == []
     assert track.feed(nde.classify(exception)) == []
-    clock.advance(nde.DEFAULT_REMEMBER_S + 1)
+    clock.advance(dt.DEFAULT_REMEMBER_S + 1)
     track.expire()
     assert empty(track)
 
@@ -502,7 +507,7 @@ def test_exception_before_its_start_is_tied_when_the_start_arrives():
     assert [(f.server_id, f.volume_id, f.source, f.message_id) for f in failures] == [
         (SERVER, VOLUME, "versioned", exception["message_id"])]
     check_payload(failures[0])
-    clock.advance(nde.DEFAULT_WINDOW_S + 1)
+    clock.advance(dt.DEFAULT_WINDOW_S + 1)
     assert track.expire() == []
 
 
@@ -511,7 +516,7 @@ def test_legacy_after_an_unmatched_exception_supersedes_it():
     _, legacy, exception = break_2a()
     run([exception, legacy], track=track)  # no .start at all (lost before the binding)
     assert track.sizes() == {"starts": 0, "signals": 0, "done": 1}
-    clock.advance(nde.DEFAULT_WINDOW_S + 1)
+    clock.advance(dt.DEFAULT_WINDOW_S + 1)
     assert track.expire() == [] and track.unmatched == 0
 
 
@@ -545,7 +550,7 @@ def test_requests_are_kept_apart():
     assert [p["source"] for p in payloads] == ["versioned"]
     other = detach_start(SERVER2, VOLUME2, "cmp-9", request_id=REQ2)
     track.feed(nde.classify(other))
-    clock.advance(nde.DEFAULT_WINDOW_S + 1)
+    clock.advance(dt.DEFAULT_WINDOW_S + 1)
     assert [(f.server_id, f.volume_id, f.host) for f in track.expire()] == [
         (SERVER2, VOLUME2, "cmp-9")]
 
@@ -556,7 +561,7 @@ def test_start_and_end_without_request_id_pair_by_server_and_volume():
     for msg in (start, end):
         del msg["payload"]["nova_object.data"]["request_id"]
     run([start, end], track=track)
-    clock.advance(nde.DEFAULT_WINDOW_S + 1)
+    clock.advance(dt.DEFAULT_WINDOW_S + 1)
     assert track.expire() == [] and empty(track)
 
 
@@ -620,10 +625,10 @@ def test_feed_ignores_none_and_foreign_objects_and_the_window_must_be_positive()
     assert track.feed(None) == [] and track.feed("x") == [] and empty(track)
     for bad in ({"window_s": 0}, {"window_s": -1}, {"window_s": 10, "max_pending": 0}):
         with pytest.raises(ValueError):
-            nde.DetachTracker(**bad)
-    assert 160 < nde.DEFAULT_WINDOW_S <= 240  # a little above libvirt's 8 x 20 s
-    real = nde.DetachTracker()  # time.monotonic by default
-    assert real.window_s == nde.DEFAULT_WINDOW_S and real.expire() == []
+            dt.DetachTracker(**bad)
+    assert 160 < dt.DEFAULT_WINDOW_S <= 240  # a little above libvirt's 8 x 20 s
+    real = dt.DetachTracker()  # time.monotonic by default
+    assert real.window_s == dt.DEFAULT_WINDOW_S and real.expire() == []
 
 
 # ---------------------------------------------------------------- payload and schema
@@ -651,7 +656,7 @@ def test_payload_for_empty_fields_are_empty_strings():
     for key in ("publisher_id", "message_id", "_unique_id", "timestamp"):
         del start[key]
     track.feed(nde.classify(start))
-    clock.advance(nde.DEFAULT_WINDOW_S + 1)
+    clock.advance(dt.DEFAULT_WINDOW_S + 1)
     payload = check_payload(track.expire()[0])
     assert (payload["host"], payload["message_id"], payload["timestamp"]) == ("", "", "")
 
@@ -661,7 +666,7 @@ def test_payload_for_empty_fields_are_empty_strings():
 def test_imports_with_sensors_only_and_no_site_packages():
     """-S: no site-packages; only sensors/ on the path (PYTHONPATH, from /), as in the
     sensor."""
-    code = ("import sys; import nova_detach_events as m; "
+    code = ("import sys; import nova_detach_events as m; import detach_tracker; "
             "print(sorted(n for n in sys.modules if n.startswith(('dvremedy', 'st2', 'kombu'))))")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = SENSORS
@@ -796,7 +801,7 @@ def test_upstream_detach_samples_track_like_the_real_thing():
                                                          "instance-volume_detach-end.json"))
     assert run([on_the_wire(start), on_the_wire(end)], track=track) == []
     track.feed(nde.classify(nde.decode(v2(on_the_wire(start)))))
-    clock.advance(nde.DEFAULT_WINDOW_S + 1)
+    clock.advance(dt.DEFAULT_WINDOW_S + 1)
     assert [(f.server_id, f.source) for f in track.expire()] == [(SAMPLE_SERVER, "timeout")]
 
 

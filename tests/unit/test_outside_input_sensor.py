@@ -1,6 +1,6 @@
 """Adversarial input from the bus, through the sensor's message handler
-(sensors/nova_consumer.NovaDetachConsumer._on_message) with stand-in messages, a fake clock and
-the recording sensor service (which validates payloads with st2's own code).
+(NovaDetachConsumer._on_message, from sensors/consumer_messages.py) with stand-in messages, a fake
+clock and the recording sensor service (which validates payloads with st2's own code).
 
 One table: each row is a distinct bad input (or a burst of them) someone able to publish on
 Nova's exchange could send. Each row states what the messages get (acked, rejected, held), and
@@ -20,6 +20,8 @@ from testsupport import nova_wire as wire
 from testsupport import sensor_service as recording
 from testsupport.nova_wire import set_path
 from testsupport.rules import RULE, load, render_rule, runner_parameters
+import consumer_messages as cm
+import consumer_settings as cs
 import nova_consumer as nc
 import nova_detach_events as nde
 
@@ -190,7 +192,7 @@ def rerender(params):
 def test_bad_input_from_the_bus(tmp_path, name, build, states, dispatches, stats):
     clock = Clock()
     service = recording.detach_failed_service(datastore_path=tmp_path / "kv.json")
-    settings = nc.Settings.from_config({"notifications": {
+    settings = cs.Settings.from_config({"notifications": {
         "transport_url": URL, "detach_window": 60, "max_dispatches_per_minute": RATE}})
     consumer = nc.NovaDetachConsumer(settings, service, logging.getLogger("test.outside"),
                                      clock=clock)
@@ -205,7 +207,7 @@ def test_bad_input_from_the_bus(tmp_path, name, build, states, dispatches, stats
     for key, value in stats.items():
         assert consumer.stats[key] == value, (key, dict(consumer.stats))
     assert worst < MAX_HANDLE_S, "%.1f ms for one message" % (worst * 1000)
-    payloads = service.payloads(nc.TRIGGER_REF)
+    payloads = service.payloads(cm.TRIGGER_REF)
     assert len(payloads) == dispatches
     assert service.invalid == []
     for payload in payloads:

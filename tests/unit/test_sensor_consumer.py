@@ -1,8 +1,9 @@
-"""sensors/nova_consumer.py without a broker: settings, URLs and masking, back-off, and the
-message path (ack/reject, hold, dispatch, dedup) driven with stand-in messages and a fake clock.
-The real broker paths are in tests/broker/. Every dispatch goes through the recording sensor
-service (tools/pylib/testsupport/sensor_service.py), which validates payloads with st2's own
-code; no test may leave an invalid one behind."""
+"""The sensor's consumer without a broker (sensors/nova_consumer.py and the modules it is built
+from: consumer_settings, dispatch_dedup, consumer_messages): settings, URLs and masking,
+back-off, and the message path (ack/reject, hold, dispatch, dedup) driven with stand-in messages
+and a fake clock. The real broker paths are in tests/broker/. Every dispatch goes through the
+recording sensor service (tools/pylib/testsupport/sensor_service.py), which validates payloads
+with st2's own code; no test may leave an invalid one behind."""
 import logging
 import os
 import socket
@@ -14,6 +15,10 @@ import yaml
 
 from testsupport import nova_wire as wire
 from testsupport import sensor_service as recording
+import consumer_messages as cm
+import consumer_settings as cs
+import detach_tracker as dt
+from dispatch_dedup import Deduplicator
 import nova_consumer as nc
 import nova_detach_events as nde
 
@@ -66,7 +71,7 @@ class Harness:
             return result
         self.service.dispatch = dispatch
         config = {"notifications": dict({"transport_url": URL}, **notifications)}
-        self.settings = nc.Settings.from_config(config)
+        self.settings = cs.Settings.from_config(config)
         self.consumer = nc.NovaDetachConsumer(self.settings, self.service,
                                               logging.getLogger("test.consumer"),
                                               clock=self.clock)
@@ -78,7 +83,7 @@ class Harness:
         return message
 
     def payloads(self):
-        return self.service.payloads(nc.TRIGGER_REF)
+        return self.service.payloads(cm.TRIGGER_REF)
 
 
 @pytest.fixture
@@ -98,17 +103,17 @@ def harness(tmp_path):
 def test_defaults_are_the_config_schema_defaults():
     with open(os.path.join(REPO, "config.schema.yaml")) as f:
         schema = yaml.safe_load(f)["notifications"]["properties"]
-    assert {k: v.get("default") for k, v in schema.items()} == nc.DEFAULTS
+    assert {k: v.get("default") for k, v in schema.items()} == cs.DEFAULTS
     assert schema["transport_url"].get("secret") is True
 
 
 def test_settings_from_config():
-    s = nc.Settings.from_config({"notifications": {"transport_url": " amqp://u:p@h// ",
+    s = cs.Settings.from_config({"notifications": {"transport_url": " amqp://u:p@h// ",
                                                    "routing_keys": ["a.b"], "heartbeat": 0}})
     assert (s.transport_url, s.routing_keys, s.heartbeat, s.exchange, s.exchange_durable,
             s.detach_window) == ("amqp://u:p@h//", ("a.b",), 0, "nova", False, 180.0)
-    assert nc.Settings.from_config({}).transport_url == ""
-    assert nc.Settings.from_config(None).queue == nc.DEFAULTS["queue"]
+    assert cs.Settings.from_config({}).transport_url == ""
+    assert cs.Settings.from_config(None).queue == cs.DEFAULTS["queue"]
     assert "p@" not in str(s.masked()) and "u:****@h" in s.masked()["transport_url"]
 
 
@@ -123,8 +128,8 @@ def test_settings_from_config():
     ({"transport_url": "http://u:pw@h/"}, "transport_url"),
 ])
 def test_settings_errors_name_the_key(section, key):
-    with pytest.raises(nc.ConfigError) as err:
-        nc.Settings.from_config({"notifications": section})
+    with pytest.raises(cs.ConfigError) as err:
+        cs.Settings.from_config({"notifications": section})
     assert "notifications.%s" % key in str(err.value)
     assert "pw" not in str(err.value)
 
@@ -137,23 +142,23 @@ def test_settings_errors_name_the_key(section, key):
     ("amqps://u:p@h:5671//", ["amqps://u:p@h:5671//"]),
 ])
 def test_broker_urls_accept_kombu_and_oslo_forms(url, expected):
-    assert nc.broker_urls(url) == expected
+    assert cs.broker_urls(url) == expected
 
 
 @pytest.mark.parametrize("url", ["h:5672", "redis://u:secretpw@h/0", "amqp://",
                                  "amqp://u:secretpw@/", " ; "])
 def test_unusable_urls_are_config_errors_without_the_password(url):
-    with pytest.raises(nc.ConfigError) as err:
-        nc.broker_urls(url)
+    with pytest.raises(cs.ConfigError) as err:
+        cs.broker_urls(url)
     assert "secretpw" not in str(err.value) and "transport_url" in str(err.value)
 
 
 def test_masking_and_scrubbing():
     url = "rabbit://nova:S3cr%40t@h1:5672,nova:S3cr%40t@h2:5672/;amqp://x:other@h3//"
-    masked = nc.mask_url(url)
+    masked = cs.mask_url(url)
     assert "S3cr" not in masked and "other" not in masked
     assert masked == "rabbit://nova:****@h1:5672,nova:****@h2:5672/;amqp://x:****@h3//"
-    scrub = nc.Scrubber(url)
+    scrub = cs.Scrubber(url)
     text = scrub("login as nova with S3cr@t failed; other=other; url %s" % url)
     assert "S3cr" not in text and "other" not in text and "nova:****@h1" in text
 
@@ -174,7 +179,7 @@ def event(msg):
 
 def test_is_waiting_follows_what_the_tracker_keeps():
     clock = Clock()
-    tracker = nde.DetachTracker(window_s=10, clock=clock)
+    tracker = dt.DetachTracker(window_s=10, clock=clock)
     server, volume, req = wire.new_id(), wire.new_id(), wire.new_request_id()
     start = event(wire.detach_start(server, volume, request_id=req))
     again = event(wire.detach_start(server, volume, request_id=req))
@@ -197,7 +202,7 @@ def test_is_waiting_follows_what_the_tracker_keeps():
 # ---------------------------------------------------------------- the message path
 
 def test_the_prefilter_tokens_cover_every_event_type_the_pack_acts_on():
-    for tokens in nc._TOKENS.values():
+    for tokens in cm._TOKENS.values():
         for event_type in (nde.START, nde.END, nde.LEGACY_ERROR, nde.COMPUTE_EXCEPTION):
             text = event_type if isinstance(tokens[0], str) else event_type.encode("ascii")
             assert any(token in text for token in tokens), event_type
@@ -205,7 +210,7 @@ def test_the_prefilter_tokens_cover_every_event_type_the_pack_acts_on():
 
 def test_irrelevant_messages_are_acked_without_parsing(harness, monkeypatch):
     h = harness()
-    monkeypatch.setattr(nc.nde, "decode", lambda body: pytest.fail("parsed %r" % body[:40]))
+    monkeypatch.setattr(cm.nde, "decode", lambda body: pytest.fail("parsed %r" % body[:40]))
     power_off = wire.message("compute.instance.power_off.end", {"instance_id": "s"}, "compute.c")
     for msg in (wire.instance_update(), power_off):
         for envelope in (wire.v2, wire.v1):
@@ -252,7 +257,7 @@ def test_malformed_logging_is_rate_limited(harness, caplog):
     caplog.set_level(logging.WARNING)
     for _ in range(25):
         assert h.deliver("garbage").state == "rejected"
-    assert len(caplog.records) == nc.MALFORMED_LOG_PER_MINUTE
+    assert len(caplog.records) == cm.MALFORMED_LOG_PER_MINUTE
     h.clock.advance(61)
     h.deliver("garbage")
     summary = [r.getMessage() for r in caplog.records if "more malformed" in r.getMessage()]
@@ -332,12 +337,12 @@ def test_start_without_end_fires_on_the_tick_after_the_window(harness):
 
 
 def test_held_messages_are_capped_below_the_prefetch(harness, monkeypatch):
-    monkeypatch.setattr(nc, "MAX_HELD", 3)
+    monkeypatch.setattr(cm, "MAX_HELD", 3)
     h = harness()
     starts = [h.deliver(wire.detach_start(wire.new_id(), wire.new_id())) for _ in range(5)]
     assert [m.state for m in starts] == [None, None, None, "acked", "acked"]
     assert h.consumer.stats["held_overflow"] == 2
-    assert nc.MAX_HELD < nc.PREFETCH_COUNT
+    assert cm.MAX_HELD < cm.PREFETCH_COUNT
 
 
 def test_a_refused_dispatch_leaves_the_message_unacked_and_is_retried(harness):
@@ -346,7 +351,7 @@ def test_a_refused_dispatch_leaves_the_message_unacked_and_is_retried(harness):
     body = wire.v2(wire.legacy_error(server, volume))
     h.service.fail_next_dispatches(1)
     first = FakeMessage(body, h.timeline)
-    with pytest.raises(nc.DispatchError):
+    with pytest.raises(cm.DispatchError):
         h.consumer._on_message(first)
     assert first.state is None and h.payloads() == []
     # the session ends (held messages are forgotten); the broker redelivers the message
@@ -362,10 +367,10 @@ def test_a_dispatch_st2_never_takes_is_dropped_after_the_deadline(harness, caplo
     h = harness()
     h.service.fail_next_dispatches(1000)
     server, volume = wire.new_id(), wire.new_id()
-    with pytest.raises(nc.DispatchError):
+    with pytest.raises(cm.DispatchError):
         h.deliver(wire.legacy_error(server, volume))
-    h.clock.advance(nc.DISPATCH_GIVE_UP_S - 1)
-    with pytest.raises(nc.DispatchError):
+    h.clock.advance(cm.DISPATCH_GIVE_UP_S - 1)
+    with pytest.raises(cm.DispatchError):
         h.consumer._flush_pending()
     h.clock.advance(1)
     caplog.set_level(logging.ERROR)
@@ -381,8 +386,8 @@ def test_duplicates_are_dispatched_once_and_remembered_in_the_datastore(harness,
     for _ in range(3):  # a retrying user: new request ids, same server and volume
         assert h.deliver(wire.legacy_error(server, volume)).state == "acked"
     assert len(h.payloads()) == 1 and h.consumer.stats["duplicates"] == 2
-    [kv] = h.service.list_values(local=True, prefix=nc.Deduplicator.KEY_PREFIX)
-    assert kv.name == "dangling_volume.NovaDetachSensor:%s" % nc.Deduplicator.key(server, volume)
+    [kv] = h.service.list_values(local=True, prefix=Deduplicator.KEY_PREFIX)
+    assert kv.name == "dangling_volume.NovaDetachSensor:%s" % Deduplicator.key(server, volume)
     assert kv.ttl == 900
     # another sensor process (a restart, or a second container) sharing the datastore
     other = harness(dedup_window=900)
@@ -396,7 +401,7 @@ def test_dedup_memory_expires_with_the_window(harness):
     h = harness(dedup_window=60)
     server, volume = wire.new_id(), wire.new_id()
     h.deliver(wire.legacy_error(server, volume))
-    h.service.delete_value(nc.Deduplicator.key(server, volume))  # as the TTL would
+    h.service.delete_value(Deduplicator.key(server, volume))  # as the TTL would
     h.clock.advance(59)
     h.deliver(wire.legacy_error(server, volume))
     assert len(h.payloads()) == 1
@@ -419,9 +424,9 @@ def test_dedup_survives_datastore_errors(harness, caplog):
 
 
 def test_dedup_keys_are_safe_datastore_names():
-    assert nc.Deduplicator.key("a-b_c.1", "v") == "detach_failed.a-b_c.1.v"
-    odd = nc.Deduplicator.key("a/b c", "v")
-    assert odd.startswith("detach_failed.sha1-") and odd == nc.Deduplicator.key("a/b c", "v")
+    assert Deduplicator.key("a-b_c.1", "v") == "detach_failed.a-b_c.1.v"
+    odd = Deduplicator.key("a/b c", "v")
+    assert odd.startswith("detach_failed.sha1-") and odd == Deduplicator.key("a/b c", "v")
 
 
 def test_a_bug_on_one_message_rejects_it_and_keeps_going(harness, monkeypatch, caplog):
@@ -449,7 +454,7 @@ def test_unreachable_broker_backs_off_never_logs_the_password_and_stops_promptly
         tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     secret = "Pa55-w0rd-never-logged"
-    settings = nc.Settings.from_config({"notifications": {
+    settings = cs.Settings.from_config({"notifications": {
         "transport_url": "amqp://nova:%s@127.0.0.1:%d//;rabbit://nova:%s@127.0.0.1:%d/" % (
             secret, _closed_port(), secret, _closed_port()), "connect_timeout": 1}})
     service = recording.detach_failed_service(datastore_path=tmp_path / "kv.json")
@@ -473,7 +478,7 @@ def test_unreachable_broker_backs_off_never_logs_the_password_and_stops_promptly
 
 
 def test_a_window_that_ends_while_the_broker_is_down_still_fires(tmp_path):
-    settings = nc.Settings.from_config({"notifications": {
+    settings = cs.Settings.from_config({"notifications": {
         "transport_url": "amqp://u:p@127.0.0.1:%d//" % _closed_port(), "detach_window": 1,
         "connect_timeout": 1}})
     service = recording.detach_failed_service(datastore_path=tmp_path / "kv.json")
@@ -540,7 +545,7 @@ def flood(count, **notifications):
     """`count` instance.volume_detach.start of distinct servers delivered 1 ms apart, then 5
     minutes of ticks on a fake clock: (dispatches after each minute, consumer)."""
     clock, service = Clock(), CountingService()
-    settings = nc.Settings.from_config({"notifications": dict(
+    settings = cs.Settings.from_config({"notifications": dict(
         {"transport_url": URL, "detach_window": 180}, **notifications)})
     consumer = nc.NovaDetachConsumer(settings, service, logging.getLogger("test.flood"),
                                      clock=clock)
@@ -563,12 +568,12 @@ def test_a_flood_of_starts_is_dispatched_at_most_at_the_configured_rate(caplog):
     cap dropped the other 10,000)."""
     caplog.set_level(logging.WARNING, logger="test.flood")
     per_minute, consumer = flood(20000)
-    rate = nc.DEFAULTS["max_dispatches_per_minute"]
+    rate = cs.DEFAULTS["max_dispatches_per_minute"]
     assert per_minute == [0, 0, rate, rate, rate]
     assert consumer.stats["rate_limited"] == 10000 - rate
     assert consumer.stats["dispatched"] == rate
     over = [r for r in caplog.records if "max_dispatches_per_minute" in r.getMessage()]
-    assert nc.RATE_LIMITED_LOG_PER_MINUTE <= len(over) <= nc.RATE_LIMITED_LOG_PER_MINUTE + 2
+    assert cm.RATE_LIMITED_LOG_PER_MINUTE <= len(over) <= cm.RATE_LIMITED_LOG_PER_MINUTE + 2
 
 
 def test_the_rate_is_per_sliding_minute(harness):
@@ -586,8 +591,8 @@ def test_the_rate_is_per_sliding_minute(harness):
 
 @pytest.mark.parametrize("value", [0, -1, 10001, "30", 1.5, True])
 def test_max_dispatches_per_minute_must_be_a_sane_integer(value):
-    with pytest.raises(nc.ConfigError, match="max_dispatches_per_minute"):
-        nc.Settings.from_config({"notifications": {"max_dispatches_per_minute": value}})
+    with pytest.raises(cs.ConfigError, match="max_dispatches_per_minute"):
+        cs.Settings.from_config({"notifications": {"max_dispatches_per_minute": value}})
 
 
 # ---------------------------------------------------------------- TLS
@@ -613,7 +618,7 @@ def _context_of(options):
 
 def test_tls_requires_the_certificate_and_checks_the_host_by_default(tmp_path):
     import ssl
-    settings = nc.Settings.from_config({"notifications": {"transport_url": URL, "ssl": True}})
+    settings = cs.Settings.from_config({"notifications": {"transport_url": URL, "ssl": True}})
     assert settings.ssl_verify_hostname is True and settings.ssl_ca_file == ""
     url = "amqp://u:p@rabbit.example.org:5671//"
     options = settings.ssl_options(url)
@@ -629,13 +634,13 @@ def test_tls_with_a_ca_file_and_without_hostname_check(tmp_path):
     import ssl
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # any file
-    settings = nc.Settings.from_config({"notifications": {
+    settings = cs.Settings.from_config({"notifications": {
         "transport_url": URL, "ssl": True, "ssl_ca_file": str(ca),
         "ssl_verify_hostname": False}})
     options = settings.ssl_options("amqp://u:p@[fd00::1]:5671//")
     assert options == {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(ca),
                        "server_hostname": None}
-    assert nc.Settings.from_config({"notifications": {"transport_url": URL}}).ssl_options(
+    assert cs.Settings.from_config({"notifications": {"transport_url": URL}}).ssl_options(
         URL) is False
 
 
@@ -645,14 +650,14 @@ def test_tls_with_a_ca_file_and_without_hostname_check(tmp_path):
     ({"ssl_verify_hostname": "yes"}, "ssl_verify_hostname"),
 ])
 def test_tls_settings_errors_name_the_key(section, key):
-    with pytest.raises(nc.ConfigError, match=key):
-        nc.Settings.from_config({"notifications": section})
+    with pytest.raises(cs.ConfigError, match=key):
+        cs.Settings.from_config({"notifications": section})
 
 
 def test_the_broker_host_of_a_url():
-    assert nc._url_host("amqp://u:p@ss@h1.example:5671//") == "h1.example"
-    assert nc._url_host("amqps://h2//") == "h2"
-    assert nc._url_host("amqp://u:p@[fd00::1]:5671//") == "fd00::1"
+    assert cs._url_host("amqp://u:p@ss@h1.example:5671//") == "h1.example"
+    assert cs._url_host("amqps://h2//") == "h2"
+    assert cs._url_host("amqp://u:p@[fd00::1]:5671//") == "fd00::1"
 
 
 # ---------------------------------------------------------------- password masking
@@ -678,14 +683,14 @@ def _leaks(pw, text):
 def test_a_password_never_shows_in_logs_errors_or_reprs(pw, form, caplog):
     import urllib.parse
     url = form.format(pw=pw)
-    texts = [nc.mask_url(url), nc.mask_url("connecting to %s failed" % url)]
-    scrub = nc.Scrubber(url)
+    texts = [cs.mask_url(url), cs.mask_url("connecting to %s failed" % url)]
+    scrub = cs.Scrubber(url)
     decoded = urllib.parse.unquote(pw)
     texts.append(scrub("Login refused for nova with %s / %s at %s" % (pw, decoded, url)))
     texts.append(repr(scrub))
     try:
-        settings = nc.Settings.from_config({"notifications": {"transport_url": url}})
-    except nc.ConfigError as exc:
+        settings = cs.Settings.from_config({"notifications": {"transport_url": url}})
+    except cs.ConfigError as exc:
         texts.append(str(exc))
     else:
         texts += [repr(settings), str(settings), str(settings.masked())]
@@ -704,6 +709,6 @@ def test_a_password_never_shows_in_logs_errors_or_reprs(pw, form, caplog):
 def test_config_errors_never_show_the_password(pw):
     for url in ("redis://nova:%s@h/0" % pw, "amqp://nova:%s@/" % pw):
         try:
-            nc.broker_urls(url)
-        except nc.ConfigError as exc:
+            cs.broker_urls(url)
+        except cs.ConfigError as exc:
             assert not _leaks(pw, str(exc)), str(exc)

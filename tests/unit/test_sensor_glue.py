@@ -1,10 +1,10 @@
 """sensors/nova_detach_sensor.py and .yaml: the st2 glue, without st2tests (which eventlet-
 patches the process: the st2tests-based sensor tests are tests/test_nova_detach_sensor.py, in a
-pytest run of their own). The sensor contract of ../shared/reference/stackstorm.md §5 (one class
-on st2's real Sensor base, six methods, the YAML st2 registers, the trigger ref with the pack
-prefix), the payload schema the YAML declares equal to the one the code builds payloads for, a
-configured sensor's consumer on real sockets with st2's logger names, and an import with only
-what a sensor process has on its path (never actions/lib)."""
+pytest run of their own). The sensor contract of docs/stackstorm.md, "What a sensor process
+sees" (one class on st2's real Sensor base, six methods, the YAML st2 registers, the trigger ref
+with the pack prefix), the payload schema the YAML declares equal to the one the code builds
+payloads for, a configured sensor's consumer on real sockets with st2's logger names, and an
+import with only what a sensor process has on its path (never actions/lib)."""
 import inspect
 import logging
 import os
@@ -17,6 +17,7 @@ import time
 import yaml
 
 from testsupport import sensor_service as recording  # not st2tests: see its header
+import consumer_messages as cm
 import nova_consumer as nc
 import nova_detach_events as nde
 import nova_detach_sensor
@@ -45,7 +46,7 @@ def test_yaml_is_what_st2_registers():
     assert os.path.isfile(entry) and entry.endswith("nova_detach_sensor.py")
     [trigger] = meta["trigger_types"]
     assert set(trigger) <= TRIGGER_KEYS and trigger["description"].strip()
-    assert "%s.%s" % (recording.PACK, trigger["name"]) == nc.TRIGGER_REF == recording.TRIGGER_REF
+    assert "%s.%s" % (recording.PACK, trigger["name"]) == cm.TRIGGER_REF == recording.TRIGGER_REF
     assert "poll_interval" not in meta  # a passive sensor
 
 
