@@ -61,7 +61,7 @@ def summary(report, paths):
     """The action result: small (st2 stores it). The full report is in the files."""
     remedies = [dict(f["remedy"]["parameters"], **{"class": f["class"]})
                 for f in report["findings"] if f["remedy"]["action"]]
-    return {
+    out = {
         "complete": report["complete"], "scope": report["scope"], "deep": report["deep"],
         "counts": report["counts"],
         "hosts_not_seen": [{"host": h["host"], "reason": h["reason"]}
@@ -71,6 +71,29 @@ def summary(report, paths):
         "remedies_left_out": max(0, len(remedies) - SUMMARY_REMEDIES),
         "audit_s": report["duration_s"],
     }
+    out["text"] = summary_text(out)
+    return out
+
+
+def summary_text(s):
+    """The audit's result as a person reads it: the counts, by class, what could not be seen,
+    where the report is and what to type next."""
+    c = s["counts"]
+    lines = ["Audit (%s): %d attachments checked, %d finding%s%s." % (
+        scope_text(s["scope"]), c["attachments_checked"], c["findings"],
+        "" if c["findings"] == 1 else "s",
+        " (%d with a remedy, %d need an operator)" % (c["with_remedy"], c["needs_operator"])
+        if c["findings"] else "")]
+    lines.extend("* %s: %d" % kv for kv in sorted((c.get("by_class") or {}).items()))
+    if not s["complete"]:
+        lines.append("Not seen: %s" % ", ".join("%s (%s)" % (h["host"], h["reason"])
+                                                for h in s["hosts_not_seen"]))
+    paths = s["report"] if isinstance(s["report"], dict) else {}
+    lines.append("Report: %s" % (paths.get("table") or paths.get("json") or "(not written)"))
+    if c.get("with_remedy"):
+        lines.append("To remedy them: `dry run sweep volumes`, then `sweep volumes` (CLI: "
+                     "`st2 run dangling_volume.sweep dry_run=true`)")
+    return "\n".join(lines)
 
 
 def render_table(report):

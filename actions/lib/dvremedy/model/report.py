@@ -5,12 +5,6 @@ what the workflow collected, readable by a machine (the dict) and a person (`tex
 PLAN_FIELDS = ("action", "steps", "reasons", "original_power", "reset_volume_to")
 
 
-# outcomes that end the run with nothing changed, on purpose (the workflow still succeeds)
-DECLINED = {"rejected": "the approval was rejected: nothing was changed",
-            "approval timed out": "nobody answered the approval in time: nothing was changed",
-            "capped": "not started"}
-
-
 def build_report(server_id, volume_id, outcome, plan=None, steps=(), final=None, error=None,
                  failed_step=None, dry_run=False, mode="manual", triggered_by=None,
                  approval=None, left_off=None):
@@ -84,36 +78,81 @@ def _error(error, failed_step):
     return out
 
 
+def _commands(r):
+    """The chat line and the st2 CLI line of a dry run and of a remedy of this attachment."""
+    v, s = r["volume_id"], r["server_id"]
+    cli = "`st2 run dangling_volume.remedy volume_id=%s server_id=%s%%s`" % (v, s)
+    return {"look": "`dry run remedy volume %s on server %s` (CLI: %s)" % (
+                v, s, cli % " dry_run=true"),
+            "redo": "`remedy volume %s on server %s` (CLI: %s)" % (v, s, cli % ""),
+            "check": "`attachments of server %s` (CLI: `st2 run dangling_volume.attachments "
+                     "server_id=%s`)" % (s, s)}
+
+
+def _headline(r):
+    """The first line a person reads, and what to type next, by how the run ended."""
+    what = "Automatic remedy" if r["mode"] == "automatic" else "Remedy"
+    of = "volume %s on server %s" % (r["volume_id"], r["server_id"])
+    found = r["class"] or "not classified"
+    cmd, outcome = _commands(r), r["outcome"]
+    if outcome == "rejected":
+        return "%s of %s rejected: nothing changed." % (what, of), [
+            "To look at it again: " + cmd["look"]]
+    if outcome == "approval timed out":
+        return "%s of %s: nobody approved it in time; nothing changed." % (what, of), [
+            "To run it now: " + cmd["redo"]]
+    if outcome == "capped":
+        return ("%s of %s not started: the hourly cap on automatic remedies is reached; nothing "
+                "changed." % (what, of), ["Run it by hand if it cannot wait: " + cmd["redo"]])
+    if r["error"]:
+        tail = []
+        if r["error"].get("advice"):
+            tail.append("next: %s" % r["error"]["advice"])
+        if r["final"] and r["final"]["consistent"] is False:
+            tail.append("Still inconsistent: %s" % ", ".join(r["final"]["problems"]))
+        tail += ["Power: %s" % s["did"] for s in r["steps"] if s["step"] == "start"]
+        if not r["changed_anything"]:
+            tail.append("Nothing was changed.")
+        tail.append("A dry run shows what a remedy would do: " + cmd["look"])
+        return "%s of %s FAILED at %s: %s" % (what, of, r["error"]["step"],
+                                              r["error"]["message"]), tail
+    if r["dry_run"] or outcome == "dry run":
+        return "Dry run: %s is %s; nothing changed." % (of, found), [
+            "A real run would run: %s" % " -> ".join(r["plan"].get("steps") or ["nothing"]),
+            "To remedy it: " + cmd["redo"]]
+    if outcome == "nothing to do":
+        return "Nothing to do: %s is %s; nothing changed." % (of, found), [
+            cmd["check"] + " shows all its volumes."]
+    if outcome == "remedied":
+        return ("Remedied %s (it was %s): Nova, Cinder and the hypervisor agree now."
+                % (of, found), ["Check: " + cmd["check"]])
+    return "%s of %s: %s." % (what, of, outcome or "done"), []
+
+
 def _text(r):
-    lines = ["volume %s on server %s: %s" % (r["volume_id"], r["server_id"], r["outcome"])]
+    """The report as a person reads it, in chat or on the CLI: the headline, what was seen and
+    done, then what to type next."""
+    headline, tail = _headline(r)
+    lines = [headline]
     origin = r["triggered_by"]
     if r["mode"] != "manual" or origin.get("source") not in (None, "operator"):
         lines.append("%s run, started by %s" % (r["mode"], ", ".join(
             "%s %s" % (k, origin[k]) for k in ("source", "event_type", "message_id", "user",
                                                "execution_id") if origin.get(k))))
-    if r["class"]:
-        lines.append("found: %s%s" % (r["class"], (" (" + ", ".join(r["problems"]) + ")")
-                                      if r["problems"] else ""))
+    if r["class"] and r["problems"] and r["problems"] != [r["class"]]:
+        lines.append("found: %s (%s)" % (r["class"], ", ".join(r["problems"])))
     for reason in r["plan"].get("reasons") or []:
-        lines.append("  why: %s" % reason)
-    if r["dry_run"]:
-        lines.append("dry run, nothing changed; would run: %s" % " -> ".join(
-            r["plan"].get("steps") or ["nothing"]))
+        lines.append("why: %s" % reason)
     for s in r["steps"]:
-        lines.append("  %s %s: %s" % ("*" if s["changed"] else "-", s["step"], s["did"]))
+        if s["changed"]:
+            lines.append("* %s: %s" % (s["step"], s["did"]))
     if r["approval"] and r["approval"].get("reason"):
         lines.append("approval: %s%s" % (r["approval"]["reason"], ", by " + _approved_by(
             r["approval"]["by"]) if r["approval"].get("by") else ""))
-    if r["outcome"] in DECLINED:
-        lines.append(DECLINED[r["outcome"]])
-    if r["final"]:
+    if r["final"] and not r["error"]:
         lines.append("now: %s" % ("consistent" if r["final"]["consistent"] else
                                   "still inconsistent: " + ", ".join(r["final"]["problems"])))
-    if r["error"]:
-        lines.append("FAILED at %s: %s" % (r["error"]["step"], r["error"]["message"]))
-        if r["error"].get("advice"):
-            lines.append("  next: %s" % r["error"]["advice"])
     if r.get("left_off"):
         lines.append("server LEFT OFF on purpose: %s" % r["left_off"]["reason"])
         lines.append("  next: %s" % r["left_off"]["next"])
-    return "\n".join(lines)
+    return "\n".join(lines + tail)

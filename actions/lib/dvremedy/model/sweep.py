@@ -106,4 +106,9 @@ def _text(s):
         lines.append("  left alone: volume %s on server %s (%s): %s" % (
             row["volume_id"], row["server_id"], row["class"], row["why"]))
     lines.extend("  note: " + n for n in s["notes"])
+    report = s["report"] if isinstance(s["report"], dict) else {}
+    if report.get("table") or report.get("json"):
+        lines.append("Audit report: %s" % (report.get("table") or report.get("json")))
+    if s["dry_run"] and s["remedies"]:
+        lines.append("To start them: `sweep volumes` (CLI: `st2 run dangling_volume.sweep`)")
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """The `attachments` step: every volume attached to one server, each classified by the one
 classifier (model.classify) from the same views the remedy's identify step reads. Read only.
-Takes a glue.StepContext, like the steps in dvremedy.steps.remedy."""
+Takes a runner.StepContext, like the steps in dvremedy.steps.remedy."""
 from dvremedy.model import classify
-from dvremedy.steps import views
 from dvremedy.settings import require_uuid
+from dvremedy.steps import views
 
 
 def list_attachments(ctx, server_id):
@@ -20,6 +20,7 @@ def list_attachments(ctx, server_id):
         "unhealthy": sum(1 for r in rows if not r["healthy"]),
     }
     result["summary"] = summary(result)
+    result["text"] = text(result)
     return result
 
 
@@ -65,4 +66,28 @@ def summary(result):
         error = result["hypervisor"].get("error") or {}
         lines.append("  the hypervisor could not be read: %s" % error.get(
             "message", "the server has no compute host or domain"))
+    return "\n".join(lines)
+
+
+def text(result):
+    """What a person reads in chat: the headline, one line per volume, what to look at next."""
+    server = result["server"]
+    lines = ["Server %s (%s, %s): %d volume%s attached, %s." % (
+        server["name"], server["id"], server["status"], result["count"],
+        "" if result["count"] == 1 else "s",
+        "%d need%s attention" % (result["unhealthy"], "s" if result["unhealthy"] == 1 else "")
+        if result["unhealthy"] else "all healthy")]
+    for row in result["volumes"]:
+        lines.append("%s `%s`: %s%s, Cinder %s" % (
+            row["device"] or "-", row["volume_id"], row["class"],
+            " (boot volume)" if row["boot_volume"] else "", row["cinder_status"]))
+    if not result["hypervisor"]["reachable"]:
+        error = result["hypervisor"].get("error") or {}
+        lines.append("The hypervisor could not be read: %s" % error.get(
+            "message", "the server has no compute host"))
+    look = [row for row in result["volumes"] if not row["healthy"] and not row["boot_volume"]]
+    if look:
+        lines.append("Look before you act:")
+        lines.extend("`dry run remedy volume %s on server %s`" % (row["volume_id"], server["id"])
+                     for row in look)
     return "\n".join(lines)
