@@ -38,7 +38,7 @@ from st2tests.base import BaseActionAliasTestCase
 
 from dvremedy.steps import attachments as attachments_step
 from dvremedy.errors import InputError
-from dvremedy.steps.respond import St2ApiError
+from dvremedy.adapters.st2api import St2ApiError
 from dvremedy.model import audit_report
 from dvremedy.model import sweep as sweep_model
 from dvremedy.model.report import build_report
