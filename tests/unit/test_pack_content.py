@@ -74,6 +74,9 @@ def _runners():
     for path in paths:
         for runner in _load(path):
             out[runner["name"]] = runner.get("runner_parameters") or {}
+    # st2 3.9 ships noop_runner (core.noop's runner, no runner parameters); the vendored source
+    # snapshot holds only the python and orquesta runners, so it is named here, as st2local does
+    out.setdefault("noop", {})
     return out
 
 
@@ -627,6 +630,31 @@ def test_every_string_parameter_has_a_pattern_that_refuses_template_markers(
         assert pattern.search(schema["default"]), (action, where, schema["default"])
     for value in schema.get("enum") or []:
         assert pattern.search(value), (action, where, value)
+
+
+def _runner_parameter_schemas():
+    for path in _files("actions"):
+        meta = _load(path)
+        own = meta.get("parameters") or {}
+        for name, schema in sorted(RUNNERS.get(meta.get("runner_type"), {}).items()):
+            yield meta["name"], name, dict(schema, **own.get(name, {}))
+
+
+@pytest.mark.parametrize("action,param,schema", list(_runner_parameter_schemas()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_runner_parameters_cannot_carry_free_text_in(action, param, schema):
+    """A chat line may append key=value pairs for the runner's parameters too (the python
+    runner's env, content_version): each is immutable in the action, or holds only values that
+    cannot carry a marker (a number, a boolean, an enum, patterned strings)."""
+    if schema.get("immutable"):
+        return
+    kind = schema.get("type")
+    if kind in ("integer", "number", "boolean") or schema.get("enum"):
+        return
+    items = schema.get("items") if kind == "array" else None
+    assert isinstance(items, dict) and "pattern" in items, (
+        "%s: runner parameter %s (%s) takes free text from outside; mark it immutable in "
+        "actions/%s.yaml" % (action, param, kind, action))
 
 
 def test_object_parameters_from_outside_have_patterned_fields_and_no_free_extras():
