@@ -618,9 +618,9 @@ def test_remedy_result_on_bad_input_says_nothing_was_changed():
 
 
 @pytest.mark.parametrize("outcome, headline, next_line", [
-    ("rejected", "rejected: nothing changed.",
+    ("rejected", "rejected: nothing was changed.",
      "To look at it again: `dry run remedy volume {v} on server {s}`"),
-    ("approval timed out", ": nobody approved it in time; nothing changed.",
+    ("approval timed out", ": nobody approved it in time; nothing was changed.",
      "To run it now: `remedy volume {v} on server {s}`"),
     ("capped", " not started: the hourly cap on automatic remedies is reached",
      "Run it by hand if it cannot wait: `remedy volume {v} on server {s}`"),

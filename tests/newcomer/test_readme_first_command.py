@@ -90,8 +90,10 @@ def test_readme_command_1_works_in_a_fresh_clone(tmp_path):
     assert out.returncode == 0, log[-4000:]
     assert "Traceback" not in log, log[-4000:]
     assert "is ignored: it is neither a file nor a directory" not in log  # no pip floods
-    assert re.search(r"dry run, nothing changed; would run: .*refresh", log), log[-4000:]
-    assert re.search(r"on server [0-9a-f-]{36}: remedied", log), log[-4000:]
+    assert re.search(r"Dry run: volume [0-9a-f-]{36} on server [0-9a-f-]{36} is \w+; nothing "
+                     r"changed\.", log), log[-4000:]
+    assert re.search(r"A real run would run: .*refresh", log), log[-4000:]
+    assert re.search(r"Remedied volume [0-9a-f-]{36} on server [0-9a-f-]{36}", log), log[-4000:]
     assert "now: consistent" in log, log[-4000:]
     assert "the three views agree: the volume is detached" in log, log[-4000:]
     shutil.rmtree(clone, ignore_errors=True)

@@ -96,14 +96,14 @@ def _headline(r):
     found = r["class"] or "not classified"
     cmd, outcome = _commands(r), r["outcome"]
     if outcome == "rejected":
-        return "%s of %s rejected: nothing changed." % (what, of), [
+        return "%s of %s rejected: nothing was changed." % (what, of), [
             "To look at it again: " + cmd["look"]]
     if outcome == "approval timed out":
-        return "%s of %s: nobody approved it in time; nothing changed." % (what, of), [
+        return "%s of %s: nobody approved it in time; nothing was changed." % (what, of), [
             "To run it now: " + cmd["redo"]]
     if outcome == "capped":
         return ("%s of %s not started: the hourly cap on automatic remedies is reached; nothing "
-                "changed." % (what, of), ["Run it by hand if it cannot wait: " + cmd["redo"]])
+                "was changed." % (what, of), ["Run it by hand if it cannot wait: " + cmd["redo"]])
     if r["error"]:
         tail = []
         if r["error"].get("advice"):
