@@ -38,7 +38,6 @@ from st2tests.base import BaseActionAliasTestCase
 
 from dvremedy.steps import attachments as attachments_step
 from dvremedy.errors import InputError
-from dvremedy.adapters.st2api import St2ApiError
 from dvremedy.model import audit_report
 from dvremedy.model import sweep as sweep_model
 from dvremedy.model.report import build_report
@@ -557,8 +556,7 @@ def remedy_result(status, report):
     return result_text(REMEDY, status, {"output": {"report": report}}, PARAMS)
 
 
-# approve/reject keep their template until respond builds its text (pending the st2api move)
-@pytest.mark.parametrize("name", sorted(n for n in BY_NAME if n not in (HELP, APPROVE, REJECT)))
+@pytest.mark.parametrize("name", sorted(n for n in BY_NAME if n != HELP))
 def test_every_alias_prints_the_text_its_action_built_or_one_fallback_line(name):
     """No template logic in the aliases: the action's text, success or failure, as it is."""
     keys = {"remedy": ("output", "report"), "sweep": ("output", "summary")}.get(

@@ -15,7 +15,7 @@ import pytest
 
 from dvremedy.adapters.st2api import St2ApiError, respond
 from dvremedy.errors import ConfigError, InputError
-from dvremedy.runner import run_step
+from dvremedy.runner import error_text, run_step
 from dvremedy.steps.respond import NotApprover, respond_step
 
 from testsupport.st2api import (ANSWERED, BOT, EXECUTION, EXPIRED, ONLY_ALICE, OTHER_SCHEMA,
@@ -390,9 +390,10 @@ def test_the_chat_result_names_who_answered_as_data(api):
     api.executions[EXECUTION] = chat_context("mallory")
     with pytest.raises(NotApprover) as caught:
         step(api, ANSWERED, True)
+    evidence = caught.value.evidence()   # as run_step returns a failed step
     text = env.from_string(fmt).render(execution={
         "id": EXECUTION, "status": "failed", "parameters": {"inquiry_id": ANSWERED},
-        "result": {"result": {"error": caught.value.evidence()}}})
-    assert text.startswith("Could not approve remedy %s: chat user 'mallory' may not answer "
-                           "remedy approvals; who may: alice{~}\nNext: who may approve is "
-                           "automatic.approvers.users" % ANSWERED)
+        "result": {"result": {"error": evidence, "text": error_text(evidence)}}})
+    assert text.startswith("respond failed: chat user 'mallory' may not answer remedy "
+                           "approvals; who may: alice\nnext: who may approve is "
+                           "automatic.approvers.users")

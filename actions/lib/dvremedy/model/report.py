@@ -82,8 +82,8 @@ def _commands(r):
     """The chat line and the st2 CLI line of a dry run and of a remedy of this attachment."""
     v, s = r["volume_id"], r["server_id"]
     cli = "`st2 run dangling_volume.remedy volume_id=%s server_id=%s%%s`" % (v, s)
-    return {"look": "`dry run remedy volume %s on server %s` (CLI: %s)" % (
-                v, s, cli % " dry_run=true"),
+    return {"look": "`dry run remedy volume %s on server %s` (CLI: %s)"
+                    % (v, s, cli % " dry_run=true"),
             "redo": "`remedy volume %s on server %s` (CLI: %s)" % (v, s, cli % ""),
             "check": "`attachments of server %s` (CLI: `st2 run dangling_volume.attachments "
                      "server_id=%s`)" % (s, s)}

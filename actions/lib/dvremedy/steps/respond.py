@@ -150,9 +150,23 @@ def respond_step(ctx, inquiry_id, approved, environ=None):
     answer = st2api.respond(api_url, token, inquiry_id, {"approved": approved, "by": by},
                      verify=verify)
     verb = "approved" if approved else "rejected"
-    return {"inquiry_id": inquiry_id, "approved": approved, "by": by,
-            "response": answer.get("response"),
-            "did": "%s inquiry %s as %s (%s%s): the remedy %s" % (
-                verb, inquiry_id, by["user"], by["via"],
-                ", " + by["channel"] if by["channel"] else "",
-                "goes on" if approved else "ends without changing anything")}
+    result = {"inquiry_id": inquiry_id, "approved": approved, "by": by,
+              "response": answer.get("response"),
+              "did": "%s inquiry %s as %s (%s%s): the remedy %s" % (
+                  verb, inquiry_id, by["user"], by["via"],
+                  ", " + by["channel"] if by["channel"] else "",
+                  "goes on" if approved else "ends without changing anything")}
+    result["text"] = text(result)
+    return result
+
+
+def text(result):
+    """What a person reads in chat or on the CLI after answering."""
+    iid = result["inquiry_id"]
+    return "\n".join([
+        "%s remedy %s: %s." % ("Approved" if result["approved"] else "Rejected", iid,
+                               "it goes on" if result["approved"]
+                               else "it ends without changing anything"),
+        "`st2 execution get %s` shows this request and, as its parent, the remedy; its report "
+        "is in the remedy's output when it ends." % iid,
+        "Recorded as answered by %s (%s)." % (result["by"]["user"], result["by"]["via"])])
