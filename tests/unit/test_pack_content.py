@@ -697,9 +697,10 @@ def _shipped_files():
     return sorted(p for p in paths if not p.startswith(NOT_SHIPPED))
 
 
-def test_PENDING_ISSUE_18_no_shipped_file_points_outside_the_repo():
-    """Fails while any shipped file still names ../shared/reference, lab-trials or a § section
-    (issue 18 repoints them at docs/); the message lists every offender with its lines."""
+def test_no_shipped_file_points_outside_the_repo():
+    """A comment of an installed pack points at what ships with it (docs/), never at notes
+    beside the repository (../shared/reference, lab-trials, a § section); the message lists
+    every offender with its lines."""
     offenders = []
     for rel in _shipped_files():
         path = os.path.join(REPO, rel)
