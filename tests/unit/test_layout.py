@@ -85,3 +85,31 @@ def test_imports_point_one_way(name, path):
 def test_the_model_does_no_io(name, path):
     io = sorted(m for m in imports_of(path) if m.split(".")[0] in IO_MODULES)
     assert not io, "%s is in the pure model but imports %s" % (name, io)
+
+
+def _readme_bullet(folder):
+    """The backticked names of README's Architecture bullet about one folder."""
+    import re
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    section = text.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    bullet = section.split("- `%s`" % folder, 1)[1].split("\n- ", 1)[0]
+    return set(re.findall(r"`([A-Za-z_0-9]+)`", bullet))
+
+
+@pytest.mark.parametrize("folder", ["model", "adapters", "steps"])
+def test_the_readme_architecture_names_every_module_of_each_folder(folder):
+    on_disk = {n[:-3] for n in os.listdir(os.path.join(PACKAGE, folder))
+               if n.endswith(".py") and n != "__init__.py"}
+    named = _readme_bullet("actions/lib/dvremedy/%s/" % folder)
+    assert on_disk <= named, "README's Architecture does not name %s" % sorted(on_disk - named)
+    assert not (named - on_disk) - {"openstacksdk", "paramiko"}, \
+        "README's Architecture names what %s/ does not hold: %s" % (folder, sorted(named - on_disk))
+
+
+def test_the_readme_architecture_names_every_sensor_module():
+    on_disk = {n for n in os.listdir(os.path.join(REPO, "sensors")) if n.endswith(".py")}
+    with open(os.path.join(REPO, "README.md")) as f:
+        section = f.read().split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    assert all("`%s`" % n in section for n in on_disk), sorted(
+        n for n in on_disk if "`%s`" % n not in section)
