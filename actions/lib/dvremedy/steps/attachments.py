@@ -49,11 +49,9 @@ def volume_row(views_of_volume, verdict):
 def summary(result):
     """A headline and one line per volume, short enough for a chat message."""
     server = result["server"]
-    lines = ["server %s (%s, %s on %s): %d volume%s attached, %s" % (
+    lines = ["server %s (%s, %s on %s): %s" % (
         server["name"], server["id"], server["status"], server["compute_host"] or "no host",
-        result["count"], "" if result["count"] == 1 else "s",
-        "%d need%s attention" % (result["unhealthy"], "s" if result["unhealthy"] == 1 else "")
-        if result["unhealthy"] else "all healthy")]
+        _counted(result))]
     for row in result["volumes"]:
         line = "  %s %s: %s" % (row["device"] or "-", row["volume_id"], row["class"])
         if row["boot_volume"]:
@@ -62,32 +60,42 @@ def summary(result):
             line += "; Nova: %s; Cinder: %s; hypervisor: %s" % (
                 row["says"]["nova"], row["says"]["cinder"], row["says"]["hypervisor"])
         lines.append(line)
-    if not result["hypervisor"]["reachable"]:
-        error = result["hypervisor"].get("error") or {}
-        lines.append("  the hypervisor could not be read: %s" % error.get(
-            "message", "the server has no compute host or domain"))
+    unread = _unread(result, "the server has no compute host or domain")
+    if unread:
+        lines.append("  the hypervisor could not be read: %s" % unread)
     return "\n".join(lines)
 
 
 def text(result):
     """What a person reads in chat: the headline, one line per volume, what to look at next."""
     server = result["server"]
-    lines = ["Server %s (%s, %s): %d volume%s attached, %s." % (
-        server["name"], server["id"], server["status"], result["count"],
-        "" if result["count"] == 1 else "s",
-        "%d need%s attention" % (result["unhealthy"], "s" if result["unhealthy"] == 1 else "")
-        if result["unhealthy"] else "all healthy")]
+    lines = ["Server %s (%s, %s): %s." % (
+        server["name"], server["id"], server["status"], _counted(result))]
     for row in result["volumes"]:
         lines.append("%s `%s`: %s%s, Cinder %s" % (
             row["device"] or "-", row["volume_id"], row["class"],
             " (boot volume)" if row["boot_volume"] else "", row["cinder_status"]))
-    if not result["hypervisor"]["reachable"]:
-        error = result["hypervisor"].get("error") or {}
-        lines.append("The hypervisor could not be read: %s" % error.get(
-            "message", "the server has no compute host"))
+    unread = _unread(result, "the server has no compute host")
+    if unread:
+        lines.append("The hypervisor could not be read: %s" % unread)
     look = [row for row in result["volumes"] if not row["healthy"] and not row["boot_volume"]]
     if look:
         lines.append("Look before you act:")
         lines.extend("`dry run remedy volume %s on server %s`" % (row["volume_id"], server["id"])
                      for row in look)
     return "\n".join(lines)
+
+
+def _counted(result):
+    """"2 volumes attached, 1 needs attention" / "1 volume attached, all healthy"."""
+    bad = result["unhealthy"]
+    return "%d volume%s attached, %s" % (
+        result["count"], "" if result["count"] == 1 else "s",
+        "%d need%s attention" % (bad, "s" if bad == 1 else "") if bad else "all healthy")
+
+
+def _unread(result, no_message):
+    """Why the hypervisor could not be read, or None when it was."""
+    if result["hypervisor"]["reachable"]:
+        return None
+    return (result["hypervisor"].get("error") or {}).get("message", no_message)
